@@ -1,0 +1,1 @@
+"""poolstride's Streamlit dashboard."""
