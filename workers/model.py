@@ -108,7 +108,7 @@ def create_skip(name: str, *, cin: int, cout: int) -> nn.Module | None:
 
 
 class Stage(nn.Module):
-    """``depth`` convs of one kernel size, a downsample, and an optional shortcut added at the end."""
+    """``depth`` convs of one kernel size, a downsample, and an optional shortcut added last."""
 
     def __init__(self, cin: int, *, downsample: str, kernel: int, skip: str, width: int,
                  depth: int) -> None:
