@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from search.config import SAMPLERS, JobConfig
 from search.cost import Cost, LayerCost, arch_cost, layer_costs
+from search.datasets import DATASETS, DatasetInfo, dataset_info
+from search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, direction, validate_objectives
 from search.space import (
     DOWNSAMPLES,
     KERNELS,
@@ -16,17 +19,26 @@ from search.space import (
 )
 
 __all__ = [
+    "DATASETS",
+    "DEFAULT_OBJECTIVES",
     "DOWNSAMPLES",
     "KERNELS",
+    "OBJECTIVES",
+    "SAMPLERS",
     "SKIPS",
     "ArchSpec",
     "Cost",
+    "DatasetInfo",
+    "JobConfig",
     "LayerCost",
     "SpaceConfig",
     "StageChoices",
     "StageSpec",
     "arch_cost",
+    "dataset_info",
+    "direction",
     "layer_costs",
     "max_stages",
     "parse_input_shape",
+    "validate_objectives",
 ]

@@ -10,14 +10,39 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from search.config import SAMPLERS, JobConfig
 from search.cost import arch_cost
+from search.datasets import DATASETS
+from search.objectives import OBJECTIVES
 from search.space import ArchSpec, SpaceConfig, load_toml, parse_input_shape
+from search.store import (
+    DB_ENV_VAR,
+    DEFAULT_DB_URL,
+    JOB_STATUSES,
+    JobInfo,
+    JobNotFoundError,
+    JobStateError,
+    SchemaError,
+    Store,
+    StoreError,
+    current_revision,
+    display_url,
+    head_revision,
+    list_candidates,
+    normalize_url,
+    optuna_storage,
+    resolve_db_url,
+    upgrade,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,12 +108,18 @@ def space_options(fn: F) -> F:
     return fn
 
 
-def space_from_flags(*, config_path: str | None, input_shape: str | None, stages: int | None,
-                     widths: str | None, depth: str | None, downsample: str | None,
-                     kernel: str | None, skip: str | None, overrides: tuple[str, ...],
-                     ) -> SpaceConfig:
+def space_from_flags(*, config_path: str | None, **flags: Any) -> SpaceConfig:
     """Merge the TOML config (if any) with the flags into a validated space."""
     data: dict[str, Any] = load_toml(config_path, table="space") if config_path else {}
+    return SpaceConfig.from_mapping(space_mapping_from_flags(data, **flags))
+
+
+def space_mapping_from_flags(base: Mapping[str, Any], *, input_shape: str | None,
+                             stages: int | None, widths: str | None, depth: str | None,
+                             downsample: str | None, kernel: str | None, skip: str | None,
+                             overrides: tuple[str, ...]) -> dict[str, Any]:
+    """The space keys of ``base`` (a loaded TOML table) with the space flags applied on top."""
+    data = dict(base)
     if input_shape is not None:
         data["input"] = input_shape
     if stages is not None:
@@ -110,7 +141,7 @@ def space_from_flags(*, config_path: str | None, input_shape: str | None, stages
                 raise ValueError(f"--override {item!r} is not sN.KEY=V1,V2")
             table[key.strip()] = _csv(values)
         data["overrides"] = table
-    return SpaceConfig.from_mapping(data)
+    return data
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -170,6 +201,407 @@ def arch_cost_cmd(arch_json: str, input_shape: str, num_classes: int, measure: b
         else:
             value = f"{value:,}"
         click.echo(f"{key}: {value}")
+
+
+EXIT_FAILURE = 1
+
+
+def db_option(fn: F) -> F:
+    """The ``--db URL`` option every database command takes."""
+    return click.option("--db", "db", metavar="URL",
+                        help=f"Database URL (default: ${DB_ENV_VAR}, else {DEFAULT_DB_URL}).")(fn)
+
+
+def _die(message: str) -> NoReturn:
+    """One line on stderr and exit 1: the database failed, the input was fine."""
+    click.echo(f"poolstride: error: {' '.join(str(message).split())}", err=True)
+    sys.exit(EXIT_FAILURE)
+
+
+@contextlib.contextmanager
+def _database(db: str | None) -> Iterator[str]:
+    """Resolve ``--db`` and turn database failures into one line on stderr."""
+    with bad_input():
+        url = normalize_url(resolve_db_url(db))
+    try:
+        yield url
+    except StoreError as exc:
+        if isinstance(exc, SchemaError | JobNotFoundError | JobStateError):
+            fail(str(exc))
+        _die(str(exc))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _die(f"database {display_url(url)}: {reason}")
+
+
+def job_config_from_flags(*, config_path: str | None, input_shape: str | None,
+                          stages: int | None, widths: str | None, depth: str | None,
+                          downsample: str | None, kernel: str | None, skip: str | None,
+                          overrides: tuple[str, ...], **job_flags: Any) -> JobConfig:
+    """Merge the job TOML (if any) with the flags into a validated :class:`JobConfig`."""
+    data: dict[str, Any] = load_toml(config_path) if config_path else {}
+    space = data.pop("space", {})
+    if not isinstance(space, dict):
+        raise ValueError("[space] must be a table of space keys")
+    space_map = space_mapping_from_flags(
+        space, input_shape=input_shape, stages=stages, widths=widths, depth=depth,
+        downsample=downsample, kernel=kernel, skip=skip, overrides=overrides)
+    return JobConfig.from_mapping(data, overrides={**job_flags, "space": space_map})
+
+
+def job_options(fn: F) -> F:
+    """The job flags of ``submit`` (and ``run``); the same keys as the job TOML."""
+    options = [
+        click.option("--name", help="Job name (default: the dataset)."),
+        click.option("--dataset", help=f"One of {', '.join(DATASETS)} (default mnist5k)."),
+        click.option("--data-dir", "--data-path", "data_dir", metavar="PATH",
+                     help="Data folder (cifar10, imagefolder) or .npz file (npz)."),
+        click.option("--trials", type=int, help="Candidates to train (required)."),
+        click.option("--epochs", type=int, help="Epochs per candidate (required)."),
+        click.option("--objectives", help=f"Comma-separated, of {', '.join(OBJECTIVES)} "
+                                          "(default val_acc,flops)."),
+        click.option("--sampler", help=f"One of {', '.join(SAMPLERS)} (default nsga2)."),
+        click.option("--seed", type=int, help="Sampler and training seed (default 0)."),
+        click.option("--priority", type=int, help="Higher runs first (default 0)."),
+        click.option("--cpus-per-trial", type=float, help="CPUs per trial (default 1)."),
+        click.option("--gpus-per-trial", type=float, help="GPU share per trial (default 0)."),
+        click.option("--concurrency", type=int, help="Trials at once (default 2)."),
+        click.option("--max-attempts", type=int,
+                     help="Claims before a crashing job is failed (default 3)."),
+        click.option("--batch-size", type=int, help="Training batch size (default 128)."),
+        click.option("--lr", type=float, help="Peak learning rate (default 0.05)."),
+        click.option("--label-smoothing", type=float, help="Label smoothing (default 0.1)."),
+        click.option("--augment/--no-augment", default=None,
+                     help="Flip and crop augmentation (default off)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@cli.group()
+def db() -> None:
+    """Create, upgrade and inspect the database schema."""
+
+
+@db.command("upgrade")
+@db_option
+def db_upgrade_cmd(db: str | None) -> None:
+    """Create or upgrade poolstride's tables and Optuna's."""
+    with _database(db) as url:
+        revision = upgrade(url)
+    click.echo(f"database {display_url(url)} is at revision {revision} (head)")
+
+
+@db.command("current")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def db_current_cmd(db: str | None, as_json: bool) -> None:
+    """Print the database's poolstride schema revision."""
+    with _database(db) as url:
+        current = None
+        if not _missing_sqlite_file(url):
+            with Store.open(url, check=False) as store:
+                current = current_revision(store.engine)
+        head = head_revision()
+    if as_json:
+        emit_json({"current": current, "head": head, "up_to_date": current == head})
+    elif current == head:
+        click.echo(f"{current} (head)")
+    else:
+        click.echo(f"{current or 'none'} (head is {head}: run `poolstride db upgrade`)")
+
+
+@cli.command()
+@space_options
+@job_options
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def submit(db: str | None, as_json: bool, **flags: Any) -> None:
+    """Queue a search: validate its config and add it to the queue; nothing is trained here.
+
+    A brand-new SQLite database file gets its schema created on the way.
+    """
+    with bad_input():
+        config = job_config_from_flags(**flags)
+    with _database(db) as url, Store.open(url, create=True) as store:
+        job = store.submit(config)
+    if as_json:
+        emit_json(job.to_dict())
+        return
+    click.echo(f"job {job.id} queued: {job.name!r}, {job.trials_total} trials on "
+               f"{config.dataset} (study {job.study_name})")
+
+
+_JOB_COLUMNS = ("id", "name", "status", "priority", "trials", "attempts", "created")
+
+
+@cli.command()
+@click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs with this status.")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def jobs(status: str | None, db: str | None, as_json: bool) -> None:
+    """List the queue, oldest first."""
+    with _database(db) as url, Store.open(url) as store:
+        found = store.list_jobs(status)
+    if as_json:
+        emit_json([{k: v for k, v in job.to_dict().items() if k != "config"} for job in found])
+        return
+    rows = [(str(j.id), j.name, j.status, str(j.priority), f"{j.trials_done}/{j.trials_total}",
+             f"{j.attempts}/{j.max_attempts}", j.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+            for j in found]
+    if not rows:
+        click.echo("no jobs" + (f" with status {status}" if status else ""))
+        return
+    print_table([c.upper() for c in _JOB_COLUMNS], rows)
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB", type=int)
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def status(job_id: int, db: str | None, as_json: bool) -> None:
+    """Show one job: status, progress, attempts, lease and last error."""
+    with _database(db) as url, Store.open(url) as store:
+        job = store.get_job(job_id)
+    if as_json:
+        emit_json(job.to_dict())
+        return
+    cfg = job.config
+    lines = {
+        "job": f"{job.id} {job.name!r}",
+        "status": job.status + (" (cancel requested)" if job.cancel_requested
+                                and job.status == "running" else ""),
+        "study": job.study_name,
+        "trials": f"{job.trials_done}/{job.trials_total} complete",
+        "dataset": cfg.dataset,
+        "objectives": ", ".join(cfg.objectives),
+        "sampler": cfg.sampler,
+        "priority": str(job.priority),
+        "attempts": f"{job.attempts}/{job.max_attempts}",
+        "worker": job.worker_id or "-",
+        "lease until": _when(job.lease_expires_at),
+        "created": _when(job.created_at),
+        "started": _when(job.started_at),
+        "finished": _when(job.finished_at),
+        "error": job.error or "-",
+    }
+    width = max(map(len, lines))
+    for key, value in lines.items():
+        click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB", type=int)
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def cancel(job_id: int, db: str | None, as_json: bool) -> None:
+    """Cancel a job: a queued one at once, a running one at its worker's next heartbeat."""
+    with _database(db) as url, Store.open(url) as store:
+        job = store.cancel(job_id)
+    if as_json:
+        emit_json(job.to_dict())
+    elif job.status == "cancelled":
+        click.echo(f"job {job.id} cancelled")
+    else:
+        click.echo(f"job {job.id}: cancel requested; its worker stops it at the next heartbeat")
+
+
+# -- running searches (the only commands that import workers/, and only when they run) --------
+
+
+def _worker_options(fn: F) -> F:
+    options = [
+        click.option("--ray-address", metavar="ADDR",
+                     help="Join this Ray cluster (default: start a private local instance)."),
+        click.option("--lease-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+                     help="Lease length: another worker takes the job over this long after "
+                          "this one stops heartbeating."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _quiet_libraries() -> None:
+    import logging
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one job (if any is queued), then exit.")
+@click.option("--drain", is_flag=True, help="Run jobs until the queue is empty, then exit.")
+@click.option("--cpus-per-trial", type=float,
+              help="CPU share per trial on this worker (overrides the job's).")
+@click.option("--gpus-per-trial", type=float,
+              help="GPU share per trial on this worker, e.g. 0.25 (overrides the job's).")
+@_worker_options
+@db_option
+def worker(once: bool, drain: bool, ray_address: str | None, cpus_per_trial: float | None,
+           gpus_per_trial: float | None, lease_s: float, db: str | None) -> None:
+    """Claim queued jobs and run them on Ray until stopped (SIGTERM or Ctrl-C hand back cleanly)."""
+    if once and drain:
+        fail("--once and --drain exclude each other")
+    _check_shares(cpus_per_trial, gpus_per_trial)
+    with _database(db) as url:
+        Store.open(url).close()  # refuse a missing or out-of-date schema before starting Ray
+        from workers.daemon import Worker
+
+        _quiet_libraries()
+        runner = Worker(url, lease_s=lease_s, cpus_per_trial=cpus_per_trial,
+                        gpus_per_trial=gpus_per_trial, on_progress=_log_progress)
+        click.echo(f"worker {runner.id} on {display_url(url)}", err=True)
+        outcomes = runner.run(once=once, drain=drain, ray_address=ray_address)
+    for job_id, outcome in outcomes:
+        click.echo(f"job {job_id}: {outcome.status}, {outcome.completed} complete, "
+                   f"{outcome.failed} failed" + (f" ({outcome.error})" if outcome.error else ""),
+                   err=True)
+
+
+def _check_shares(cpus: float | None, gpus: float | None) -> None:
+    if cpus is not None and cpus <= 0:
+        fail(f"--cpus-per-trial {cpus} must be positive")
+    if gpus is not None and gpus < 0:
+        fail(f"--gpus-per-trial {gpus} must not be negative")
+
+
+def _log_progress(job_id: int, completed: int, total: int, failed: int) -> None:
+    click.echo(f"job {job_id}: {completed}/{total} trials complete"
+               + (f", {failed} failed" if failed else ""), err=True)
+
+
+RUN_DEFAULTS = {"trials": 12, "epochs": 2}
+
+
+@cli.command()
+@space_options
+@job_options
+@_worker_options
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def run(db: str | None, as_json: bool, ray_address: str | None, lease_s: float,
+        **flags: Any) -> None:
+    """Submit a search, work it to its end here, then print its Pareto front.
+
+    Defaults: mnist5k, 12 trials of 2 epochs, the default space (3 stages, 46,656 architectures).
+    """
+    for key, value in RUN_DEFAULTS.items():
+        if flags[key] is None:
+            flags[key] = value
+    with bad_input():
+        config = job_config_from_flags(**flags)
+    with _database(db) as url:
+        with Store.open(url, create=True) as store:
+            job = store.submit(config)
+        click.echo(f"job {job.id}: {config.trials} trials of {config.epochs} epochs on "
+                   f"{config.dataset}, study {job.study_name}, database {display_url(url)}",
+                   err=True)
+        from workers.daemon import Worker
+
+        _quiet_libraries()
+        with click.progressbar(length=config.trials, label="trials", file=sys.stderr,
+                               show_pos=True) as bar:
+            def advance(job_id: int, completed: int, total: int, failed: int) -> None:
+                bar.update(completed - bar.pos)
+
+            Worker(url, lease_s=lease_s, on_progress=advance).run(job_id=job.id,
+                                                                 ray_address=ray_address)
+        with Store.open(url) as store:
+            job = store.get_job(job.id)
+            front = pareto_rows(store, job)
+    if as_json:
+        emit_json({**{k: v for k, v in job.to_dict().items() if k != "config"}, "pareto": front})
+        return
+    click.echo(f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} trials complete"
+               + (f" ({job.error})" if job.error else ""))
+    if front:
+        click.echo(f"Pareto front ({', '.join(config.objectives)}), {len(front)} candidates:")
+        keys = ["trial", *config.space.distributions(), *_METRICS]
+        print_table(keys, [[_fmt(row.get(k)) for k in keys] for row in front])
+
+
+_METRICS = ("val_acc", "test_acc", "flops", "params", "latency_ms", "train_s")
+
+
+def pareto_rows(store: Store, job: JobInfo) -> list[dict[str, Any]]:
+    """The job's Pareto-optimal candidates as flat rows (Optuna's front, our metrics)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=job.study_name,
+                                  storage=optuna_storage(str(store.engine.url)))
+    except KeyError:
+        return []
+    best = {t.number for t in study.best_trials}
+    rows = []
+    for c in list_candidates(store, job.id, state="complete"):
+        if c.trial_number in best:
+            arch = ArchSpec.from_json(c.arch_json)
+            rows.append({"trial": c.trial_number, **arch.params(),
+                         **{k: getattr(c, k) for k in _METRICS}})
+    return sorted(rows, key=lambda r: r["flops"])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+@cli.group()
+def data() -> None:
+    """Datasets."""
+
+
+@data.command("fetch")
+@click.argument("name", type=click.Choice(["cifar10"]))
+@click.option("--data-dir", metavar="DIR", help="Where to unpack (default: $POOLSTRIDE_DATA, "
+                                               "else ~/.cache/poolstride/data).")
+@click.option("--url", help="Download from this address instead of the official one.")
+@click.option("--checksum", help="Expected MD5 (32 hex) or SHA-256 (64 hex) of the archive.")
+def data_fetch(name: str, data_dir: str | None, url: str | None, checksum: str | None) -> None:
+    """Download NAME's official archive, verify its checksum and unpack it."""
+    from workers.data import CIFAR10_MD5, CIFAR10_URL, default_data_dir, fetch_cifar10
+
+    target = Path(data_dir) if data_dir else default_data_dir()
+    with click.progressbar(length=1, label=f"{name}", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            if total and bar.length != total:
+                bar.length = total
+            bar.update(done - bar.pos)
+
+        with bad_input():
+            try:
+                path = fetch_cifar10(target, url=url or CIFAR10_URL,
+                                     checksum=checksum or CIFAR10_MD5, progress=progress)
+            except OSError as exc:
+                _die(str(exc))
+    click.echo(f"{name} is in {path}")
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    return (parsed.get_backend_name() == "sqlite" and bool(parsed.database)
+            and parsed.database != ":memory:" and not Path(str(parsed.database)).exists())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,222 @@
+"""A search job's configuration: what ``poolstride submit`` validates and the queue stores.
+
+A job config comes from a TOML file (job keys at the top level, the space keys of
+:meth:`search.space.SpaceConfig.from_mapping` in an optional ``[space]`` table) merged with CLI
+flags, which win. Everything is checked here, before anything touches the database, so that bad
+input writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from search.datasets import DEFAULT_DATASET, dataset_info
+from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
+from search.space import SpaceConfig, parse_input_shape
+
+__all__ = ["SAMPLERS", "JobConfig"]
+
+SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "grid")
+
+_SPACE_KEYS = ("downsample", "kernel", "skip", "depth")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One search: dataset, space, budget, objectives, sampler, resources and training knobs.
+
+    Build it with :meth:`from_mapping` (validates everything); :meth:`to_dict` and
+    :meth:`from_dict` round-trip exactly through JSON.
+
+    Example:
+        >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 4},
+        ...                              overrides={"epochs": 2, "space": {"stages": 2}})
+        >>> cfg.space.input_shape, cfg.trials, cfg.objectives
+        ((1, 8, 8), 4, ('val_acc', 'flops'))
+        >>> JobConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    name: str
+    dataset: str
+    trials: int
+    epochs: int
+    space: SpaceConfig
+    data_dir: str | None = None
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    sampler: str = "nsga2"
+    seed: int = 0
+    priority: int = 0
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    concurrency: int = 2
+    max_attempts: int = 3
+    batch_size: int = 128
+    lr: float = 0.05
+    label_smoothing: float = 0.1
+    augment: bool = False
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *,
+                     overrides: Mapping[str, Any] | None = None) -> JobConfig:
+        """Validate and build a job config; ``overrides`` (CLI flags) win, ``None`` means unset.
+
+        ``data`` and ``overrides`` hold the field names of this class; ``space`` is a mapping of
+        space keys. ``trials`` and ``epochs`` are required. The dataset fixes the input shape
+        where it has one; a contradicting ``input`` is an error.
+
+        Raises:
+            ValueError: with a one-line message naming the bad key or value.
+
+        Example:
+            >>> JobConfig.from_mapping({"trials": 2, "epochs": 1}).dataset
+            'mnist5k'
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError("a job config is a table of keys")
+        merged = dict(data)
+        merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            hint = " (space keys go in a [space] table)" if unknown[0] in (
+                "stages", "widths", "input", *_SPACE_KEYS, "overrides") else ""
+            raise ValueError(f"unknown job key {unknown[0]!r}{hint}")
+
+        dataset = merged.get("dataset", DEFAULT_DATASET)
+        info = dataset_info(dataset)
+        data_dir = merged.get("data_dir")
+        if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
+            raise ValueError(f"data_dir {data_dir!r} must be a path")
+        if info.needs_data and data_dir is None:
+            raise ValueError(f"dataset {dataset} needs --data-dir PATH")
+        for key in ("trials", "epochs"):
+            if key not in merged:
+                raise ValueError(f"{key} is required (--{key} N)")
+
+        name = merged.get("name", dataset)
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ValueError(f"name {name!r} must be a non-empty string of at most 200 characters")
+        sampler = merged.get("sampler", "nsga2")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r} (expected one of {', '.join(SAMPLERS)})")
+        objectives = merged.get("objectives", DEFAULT_OBJECTIVES)
+        if isinstance(objectives, str):
+            objectives = [o.strip() for o in objectives.split(",") if o.strip()]
+        if not isinstance(objectives, list | tuple):
+            raise ValueError(f"objectives {objectives!r} must be a list of names")
+
+        return cls(
+            name=name.strip(),
+            dataset=dataset,
+            data_dir=data_dir,
+            trials=_int(merged, "trials", minimum=1),
+            epochs=_int(merged, "epochs", minimum=1),
+            space=_space(merged.get("space", {}), dataset),
+            objectives=validate_objectives(objectives),
+            sampler=sampler,
+            seed=_int(merged, "seed", default=0),
+            priority=_int(merged, "priority", default=0),
+            cpus_per_trial=_float(merged, "cpus_per_trial", default=1.0, positive=True),
+            gpus_per_trial=_float(merged, "gpus_per_trial", default=0.0),
+            concurrency=_int(merged, "concurrency", default=2, minimum=1),
+            max_attempts=_int(merged, "max_attempts", default=3, minimum=1),
+            batch_size=_int(merged, "batch_size", default=128, minimum=1),
+            lr=_float(merged, "lr", default=0.05, positive=True),
+            label_smoothing=_float(merged, "label_smoothing", default=0.1, below=1.0),
+            augment=_bool(merged, "augment", default=False),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
+        """Rebuild (and re-validate) a config from :meth:`to_dict`'s form."""
+        return cls.from_mapping(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form; ``space`` holds keys that :class:`SpaceConfig` reads back."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["objectives"] = list(self.objectives)
+        out["space"] = space_mapping(self.space)
+        return out
+
+
+def space_mapping(space: SpaceConfig) -> dict[str, Any]:
+    """The ``from_mapping`` keys that rebuild ``space`` exactly (the order of values included).
+
+    Example:
+        >>> s = SpaceConfig.from_mapping({"stages": 2, "kernel": [3, 5]})
+        >>> SpaceConfig.from_mapping(space_mapping(s)) == s
+        True
+    """
+    stages = space.stages
+    out: dict[str, Any] = {
+        "input": "x".join(map(str, space.input_shape)),
+        "stages": len(stages),
+        "widths": [st.width[0] if len(st.width) == 1 else list(st.width) for st in stages],
+    }
+    overrides: dict[str, list[Any]] = {}
+    for key in _SPACE_KEYS:
+        values = [getattr(st, key) for st in stages]
+        if all(v == values[0] for v in values):
+            out[key] = list(values[0])
+        else:
+            overrides.update({f"s{i}.{key}": list(v) for i, v in enumerate(values, 1)})
+    if overrides:
+        out["overrides"] = overrides
+    return out
+
+
+def _space(raw: object, dataset: str) -> SpaceConfig:
+    if isinstance(raw, SpaceConfig):
+        raw = space_mapping(raw)
+    if not isinstance(raw, Mapping):
+        raise ValueError("space must be a table of space keys")
+    data = dict(raw)
+    info = dataset_info(dataset)
+    given = parse_input_shape(data["input"]) if "input" in data else None
+    if info.input_shape is not None:
+        if given is not None and given != info.input_shape:
+            raise ValueError(f"dataset {dataset} has input {_shape(info.input_shape)}; "
+                             f"input {_shape(given)} contradicts it")
+        data["input"] = list(info.input_shape)
+    elif given is None:
+        if info.default_input is None:
+            raise ValueError(f"dataset {dataset} needs --input CxHxW")
+        data["input"] = list(info.default_input)
+    return SpaceConfig.from_mapping(data)
+
+
+def _shape(shape: tuple[int, int, int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _int(data: Mapping[str, Any], key: str, *, default: int | None = None,
+         minimum: int | None = None) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key} {value!r} must be an integer")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{key} {value} must be at least {minimum}")
+    return value
+
+
+def _float(data: Mapping[str, Any], key: str, *, default: float, positive: bool = False,
+           below: float | None = None) -> float:
+    value = data.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{key} {value!r} must be a number")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{key} {value} must be {'positive' if positive else 'at least 0'}")
+    if below is not None and value >= below:
+        raise ValueError(f"{key} {value} must be below {below}")
+    return float(value)
+
+
+def _bool(data: Mapping[str, Any], key: str, *, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} {value!r} must be true or false")
+    return value

@@ -1,0 +1,57 @@
+"""Datasets by name, as metadata only: input shape, class count, whether data must be given.
+
+The tensors themselves are ``workers.data``'s business; this module imports no torch so that the
+CLI can validate a search before anything is trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetInfo", "dataset_info"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a search needs to know about a dataset before loading it.
+
+    Attributes:
+        name: The registry name.
+        input_shape: ``(C, H, W)`` when the dataset fixes it; ``None`` when ``--input`` gives it.
+        num_classes: The class count when known up front; ``None`` when found at run time.
+        needs_data: Whether ``--data-dir`` (a folder, or the ``.npz`` file) must be given.
+        default_input: The shape used when the dataset does not fix one and ``--input`` is absent
+            (``None``: ``--input`` is required).
+    """
+
+    name: str
+    input_shape: tuple[int, int, int] | None
+    num_classes: int | None
+    needs_data: bool
+    default_input: tuple[int, int, int] | None = None
+
+
+DEFAULT_DATASET = "mnist5k"
+
+DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
+    DatasetInfo("mnist5k", (1, 28, 28), 10, needs_data=False),
+    DatasetInfo("digits", (1, 8, 8), 10, needs_data=False),
+    DatasetInfo("cifar10", (3, 32, 32), 10, needs_data=True),
+    DatasetInfo("imagefolder", None, None, needs_data=True, default_input=(3, 32, 32)),
+    DatasetInfo("npz", None, None, needs_data=True),
+    DatasetInfo("synthetic", None, 10, needs_data=False, default_input=(3, 32, 32)),
+)}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Look a dataset up by name.
+
+    Example:
+        >>> dataset_info("digits").input_shape
+        (1, 8, 8)
+    """
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown dataset {name!r} (expected one of "
+                         f"{', '.join(DATASETS)})") from None

@@ -1,0 +1,199 @@
+"""poolstride's own tables (prefix ``ps_``); Optuna's tables share the database untouched.
+
+The Alembic migrations in ``alembic/versions`` must create exactly this metadata
+(``tests/store/test_migrations.py`` compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "CANDIDATE_STATES",
+    "JOB_STATUSES",
+    "TABLE_PREFIX",
+    "Base",
+    "Candidate",
+    "Epoch",
+    "Job",
+    "Stage",
+    "Worker",
+]
+
+TABLE_PREFIX = "ps_"
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+CANDIDATE_STATES: tuple[str, ...] = ("running", "complete", "pruned", "failed")
+
+_NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python; ``timestamptz`` on PostgreSQL, naive UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of poolstride's tables, with deterministic constraint names."""
+
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class Job(Base):
+    """A queued search: its config, its place in the queue and its lease."""
+
+    __tablename__ = "ps_jobs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    config: Mapped[str] = mapped_column(Text)
+    study_name: Mapped[str] = mapped_column(String(200), unique=True)
+    trials_total: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Claim order: highest priority first, then oldest.
+Index("ix_ps_jobs_claim", Job.status, Job.priority.desc(), Job.created_at)
+
+
+class Worker(Base):
+    """A worker process: liveness by heartbeat."""
+
+    __tablename__ = "ps_workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    current_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ps_jobs.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Candidate(Base):
+    """One trained (or training) architecture, joined to its Optuna trial."""
+
+    __tablename__ = "ps_candidates"
+    __table_args__ = (
+        UniqueConstraint("job_id", "trial_number"),
+        Index("ix_ps_candidates_job_id_state", "job_id", "state"),
+        CheckConstraint(_one_of("state", CANDIDATE_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("ps_jobs.id", ondelete="CASCADE"))
+    trial_number: Mapped[int] = mapped_column(Integer)
+    optuna_trial_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    arch_json: Mapped[str] = mapped_column(Text)
+    arch_hash: Mapped[str] = mapped_column(String(16), index=True)
+    val_acc: Mapped[float | None] = mapped_column(Float)
+    test_acc: Mapped[float | None] = mapped_column(Float)
+    flops: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[int] = mapped_column(BigInteger)
+    activation_bytes: Mapped[int] = mapped_column(BigInteger)
+    receptive_field: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    train_s: Mapped[float | None] = mapped_column(Float)
+    epochs_done: Mapped[int] = mapped_column(Integer)
+    epochs_total: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String(100))
+    seed: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Stage(Base):
+    """One stage of a candidate's architecture, so per-stage filters are indexed SQL."""
+
+    __tablename__ = "ps_stages"
+    __table_args__ = (
+        Index("ix_ps_stages_stage_downsample", "stage", "downsample"),
+        Index("ix_ps_stages_stage_kernel", "stage", "kernel"),
+        Index("ix_ps_stages_stage_skip", "stage", "skip"),
+    )
+
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("ps_candidates.id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[int] = mapped_column(Integer, primary_key=True)
+    downsample: Mapped[str] = mapped_column(String(16))
+    kernel: Mapped[int] = mapped_column(Integer)
+    skip: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    depth: Mapped[int] = mapped_column(Integer)
+
+
+class Epoch(Base):
+    """One point of a candidate's learning curve (epochs are numbered from 1)."""
+
+    __tablename__ = "ps_epochs"
+
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("ps_candidates.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    val_acc: Mapped[float | None] = mapped_column(Float)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,156 @@
+"""Schema management: poolstride's Alembic migrations beside Optuna's own.
+
+poolstride's migrations live in ``alembic/`` at the repository root, found relative to this
+package's source (the project is installed in editable mode). They record their revision in
+``ps_alembic_version``: Optuna's storage owns ``alembic_version`` and refuses a database whose
+revision there it does not know. Autogenerate only sees tables named ``ps_*``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from search.store._engine import display_url, make_engine, optuna_storage, write_engine
+from search.store._errors import SchemaError
+from search.store._models import TABLE_PREFIX
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+__all__ = [
+    "ALEMBIC_DIR",
+    "VERSION_TABLE",
+    "alembic_config",
+    "check_schema",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "include_name",
+    "upgrade",
+]
+
+ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+VERSION_TABLE = "ps_alembic_version"
+UPGRADE_HINT = "run `poolstride db upgrade`"
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic filter: only poolstride's ``ps_*`` tables take part in autogenerate.
+
+    Example:
+        >>> include_name("ps_jobs", "table", {}), include_name("trials", "table", {})
+        (True, False)
+    """
+    if type_ == "table":
+        return bool(name) and str(name).startswith(TABLE_PREFIX)
+    return True
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """An Alembic config for poolstride's migrations; with ``engine``, they run on it."""
+    if not (ALEMBIC_DIR / "env.py").is_file():
+        raise SchemaError(f"poolstride's migrations are missing from {ALEMBIC_DIR}")
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    if engine is not None:
+        config.attributes["engine"] = engine
+    return config
+
+
+@functools.cache
+def head_revision() -> str:
+    """The revision poolstride's code expects (the single head of its migrations)."""
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise SchemaError(f"poolstride's migrations have {len(heads)} heads: {heads}")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision recorded in the database, or ``None`` if it has no poolstride schema."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse a database whose poolstride schema is missing or not at :func:`head_revision`.
+
+    Raises:
+        SchemaError: one line that names ``poolstride db upgrade`` (or says poolstride is older
+            than the database).
+    """
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    where = display_url(engine.url.render_as_string(hide_password=False))
+    if current is None:
+        raise SchemaError(f"database {where} has no poolstride schema: {UPGRADE_HINT}")
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current not in known:
+        raise SchemaError(f"database {where} has schema revision {current}, which this "
+                          "poolstride does not know: upgrade poolstride")
+    raise SchemaError(f"database {where} schema is at revision {current}, poolstride needs "
+                      f"{head}: {UPGRADE_HINT}")
+
+
+def upgrade(url: str, revision: str = "head") -> str:
+    """Create or upgrade Optuna's tables and poolstride's; return poolstride's new revision.
+
+    Example:
+        >>> upgrade("sqlite:///poolstride.db")  # doctest: +SKIP
+        '0001'
+    """
+    _upgrade_optuna(url)
+    engine = make_engine(url)
+    try:
+        command.upgrade(alembic_config(write_engine(engine)), revision)
+        return current_revision(engine) or "base"
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str) -> str | None:
+    """Downgrade poolstride's tables (never Optuna's) to ``revision`` (``"base"``: drop them)."""
+    engine = make_engine(url)
+    try:
+        command.downgrade(alembic_config(write_engine(engine)), revision)
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def _upgrade_optuna(url: str) -> None:
+    # Constructing the storage creates missing tables and stamps a fresh database at Optuna's
+    # head; only an older existing schema needs Optuna's own migrations.
+    storage = optuna_storage(url, skip_compatibility_check=True)
+    try:
+        if storage.get_current_version() != storage.get_head_version():
+            with _quiet_optuna_alembic():
+                storage.upgrade()
+    finally:
+        storage.engine.dispose()
+
+
+@contextmanager
+def _quiet_optuna_alembic() -> Iterator[None]:
+    # Optuna's env.py calls logging.config.fileConfig() when the root logger has no handler,
+    # which would disable every logger configured so far.
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    if not root.handlers:
+        root.addHandler(guard)
+    try:
+        yield
+    finally:
+        root.removeHandler(guard)

@@ -1,0 +1,426 @@
+"""The :class:`Store`: an engine, transaction scopes, the job queue and worker liveness.
+
+Every queue operation is one short transaction that takes its row lock up front (``FOR UPDATE``
+on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so two workers never both act on one job.
+Times come from :func:`search.store._engine.db_now`: the server clock on PostgreSQL, this
+machine's UTC clock on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, func, inspect, or_, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from search.config import JobConfig
+from search.cost import Cost
+from search.space import ArchSpec
+from search.store import _candidates
+from search.store._engine import db_now, display_url, make_engine, normalize_url, write_engine
+from search.store._errors import JobNotFoundError, JobStateError, LeaseLostError, SchemaError
+from search.store._models import JOB_STATUSES, Candidate, Job, Worker
+from search.store._schema import UPGRADE_HINT, check_schema, upgrade
+from search.store._types import Heartbeat, JobInfo, WorkerInfo
+
+__all__ = ["FINAL_STATUSES", "Store", "new_worker_id"]
+
+FINAL_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+
+
+def new_worker_id() -> str:
+    """A fresh worker id: ``host-pid-random``.
+
+    Example:
+        >>> new_worker_id().count("-") >= 2
+        True
+    """
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Store:
+    """poolstride's tables on one database: sessions, the job queue and workers.
+
+    Example:
+        >>> store = Store.open("sqlite:///poolstride.db")  # doctest: +SKIP
+        >>> job = store.submit(JobConfig.from_mapping({"trials": 8, "epochs": 2}))  # doctest: +SKIP
+        >>> store.claim("w1", lease_seconds=60).id == job.id  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, db: str | Engine) -> None:
+        """Wrap an engine, or make one for a URL (see :func:`make_engine`); no schema check."""
+        self.engine = make_engine(db) if isinstance(db, str) else db
+        self._write_engine = write_engine(self.engine)
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = False, check: bool = True) -> Store:
+        """Open the database at ``url`` and check its schema is current.
+
+        Args:
+            url: A SQLite or PostgreSQL URL (``postgresql://`` is served by psycopg 3).
+            create: For a SQLite file that does not exist yet (or is empty), create the schema
+                first, as ``poolstride db upgrade`` would. Existing databases are never upgraded
+                implicitly.
+            check: Verify the schema revision (:class:`SchemaError` if out of date).
+        """
+        url = normalize_url(url)
+        if _is_new_sqlite_file(url):
+            if create:
+                upgrade(url)
+            elif check:  # do not leave an empty file behind a read
+                raise SchemaError(f"database {display_url(url)} does not exist: {UPGRADE_HINT}")
+        store = cls(url)
+        if check:
+            try:
+                check_schema(store.engine)
+            except BaseException:
+                store.close()
+                raise
+        return store
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction: commits when the block ends, rolls back if it raises.
+
+        ``write=True`` takes SQLite's write lock at the start (``BEGIN IMMEDIATE``); use it for
+        any read-then-write, or the upgrade from reader to writer can fail at once when another
+        process writes.
+
+        Example:
+            >>> with store.session() as s:  # doctest: +SKIP
+            ...     s.scalar(select(func.count()).select_from(Job))
+        """
+        with Session(self._write_engine if write else self.engine,
+                     expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def submit(self, config: JobConfig) -> JobInfo:
+        """Queue a validated search; its Optuna study name is fixed here.
+
+        Example:
+            >>> store.submit(config).status  # doctest: +SKIP
+            'queued'
+        """
+        with self.session(write=True) as s:
+            now = db_now(s)
+            job = Job(name=config.name, status="queued", priority=config.priority,
+                      config=json.dumps(config.to_dict(), sort_keys=True),
+                      study_name=f"poolstride-pending-{secrets.token_hex(8)}",
+                      trials_total=config.trials, attempts=0, max_attempts=config.max_attempts,
+                      cancel_requested=False, created_at=now, updated_at=now)
+            s.add(job)
+            s.flush()
+            job.study_name = _study_name(s, job.id)
+            s.flush()
+            return _info(job, 0)
+
+    def list_jobs(self, status: str | None = None) -> list[JobInfo]:
+        """Jobs oldest first, optionally only those with ``status``."""
+        if status is not None and status not in JOB_STATUSES:
+            raise ValueError(f"unknown status {status!r} (expected one of "
+                             f"{', '.join(JOB_STATUSES)})")
+        done = (select(Candidate.job_id, func.count().label("n"))
+                .where(Candidate.state == "complete").group_by(Candidate.job_id).subquery())
+        query = (select(Job, func.coalesce(done.c.n, 0))
+                 .outerjoin(done, done.c.job_id == Job.id).order_by(Job.id))
+        if status is not None:
+            query = query.where(Job.status == status)
+        with self.session() as s:
+            return [_info(job, n) for job, n in s.execute(query)]
+
+    def get_job(self, job_id: int) -> JobInfo:
+        """One job with its progress.
+
+        Raises:
+            JobNotFoundError: no job has that id.
+        """
+        with self.session() as s:
+            return _info(_job(s, job_id), _trials_done(s, job_id))
+
+    def cancel(self, job_id: int) -> JobInfo:
+        """Cancel a job: a queued one at once, a running one by a request its worker honours.
+
+        Cancelling a cancelled job changes nothing.
+
+        Raises:
+            JobNotFoundError: no job has that id.
+            JobStateError: the job already succeeded or failed.
+        """
+        with self.session(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            now = db_now(s)
+            if job.status in ("succeeded", "failed"):
+                raise JobStateError(f"job {job_id} already {job.status}; nothing to cancel")
+            if job.status != "cancelled":
+                if job.status == "queued":
+                    job.status, job.finished_at = "cancelled", now
+                job.cancel_requested, job.updated_at = True, now
+            return _info(job, _trials_done(s, job_id))
+
+    def claim(self, worker_id: str, lease_seconds: float, *,
+              job_id: int | None = None) -> JobInfo | None:
+        """Take the next job: highest priority, then oldest; ``None`` if there is none.
+
+        A running job whose lease expired is claimable again (its worker died or hung); each
+        claim counts one attempt. An expired job that has used all its attempts becomes
+        ``failed`` instead, and one with a pending cancel becomes ``cancelled``. With
+        ``job_id``, only that job is considered (``poolstride run`` works its own job).
+
+        Example:
+            >>> job = store.claim("host-1-ab12cd", lease_seconds=60)  # doctest: +SKIP
+        """
+        lease = _lease(lease_seconds)
+        with self.session(write=True) as s:
+            now = db_now(s)
+            claimable = or_(Job.status == "queued",
+                            and_(Job.status == "running", Job.lease_expires_at < now))
+            if job_id is not None:
+                claimable = and_(Job.id == job_id, claimable)
+            query = (select(Job).where(claimable)
+                     .order_by(Job.priority.desc(), Job.created_at, Job.id)
+                     .limit(1).with_for_update(skip_locked=True))
+            while (job := s.scalars(query).first()) is not None:
+                if job.status == "running":
+                    job.error = (f"worker {job.worker_id} lost its lease (expired "
+                                 f"{_iso(job.lease_expires_at)}) on attempt {job.attempts}")
+                    final = ("cancelled" if job.cancel_requested
+                             else "failed" if job.attempts >= job.max_attempts else None)
+                    if final is not None:
+                        job.status, job.finished_at, job.updated_at = final, now, now
+                        job.lease_expires_at = None
+                        s.flush()
+                        continue
+                job.status, job.worker_id = "running", worker_id
+                job.attempts += 1
+                job.lease_expires_at = now + lease
+                job.started_at = job.started_at or now
+                job.updated_at = now
+                s.flush()
+                return _info(job, _trials_done(s, job.id))
+            return None
+
+    def heartbeat(self, worker_id: str, job_id: int, lease_seconds: float) -> Heartbeat:
+        """Renew ``worker_id``'s lease on ``job_id`` and report whether to stop.
+
+        Raises:
+            JobNotFoundError: no job has that id.
+        """
+        lease = _lease(lease_seconds)
+        with self.session(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            held = job.status == "running" and job.worker_id == worker_id
+            if held:
+                now = db_now(s)
+                job.lease_expires_at, job.updated_at = now + lease, now
+            return Heartbeat(lease_held=held, cancel_requested=job.cancel_requested)
+
+    def finish_job(self, job_id: int, worker_id: str, status: str,
+                   error: str | None = None) -> JobInfo:
+        """End a running job held by ``worker_id`` as ``succeeded``, ``failed`` or ``cancelled``.
+
+        Raises:
+            LeaseLostError: the job is no longer ``worker_id``'s.
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(FINAL_STATUSES)}")
+        with self.session(write=True) as s:
+            job = _held(s, job_id, worker_id)
+            now = db_now(s)
+            job.status, job.error = status, error
+            job.finished_at = job.updated_at = now
+            job.lease_expires_at = None
+            return _info(job, _trials_done(s, job_id))
+
+    def fail_attempt(self, job_id: int, worker_id: str, error: str) -> JobInfo:
+        """Give a job back after a failed attempt: ``queued`` again, or ``failed`` once it has
+        used ``max_attempts`` (``cancelled`` if a cancel is pending). ``error`` is kept.
+
+        Raises:
+            LeaseLostError: the job is no longer ``worker_id``'s.
+        """
+        with self.session(write=True) as s:
+            job = _held(s, job_id, worker_id)
+            now = db_now(s)
+            job.error, job.updated_at, job.lease_expires_at = error, now, None
+            if job.cancel_requested:
+                job.status, job.finished_at = "cancelled", now
+            elif job.attempts >= job.max_attempts:
+                job.status, job.finished_at = "failed", now
+            else:
+                job.status, job.worker_id = "queued", None
+            return _info(job, _trials_done(s, job_id))
+
+    def release_job(self, job_id: int, worker_id: str) -> JobInfo:
+        """Hand a job back unharmed (its worker is shutting down): ``queued`` again, and the
+        attempt it used is not counted (``cancelled`` if a cancel is pending).
+
+        Raises:
+            LeaseLostError: the job is no longer ``worker_id``'s.
+        """
+        with self.session(write=True) as s:
+            job = _held(s, job_id, worker_id)
+            now = db_now(s)
+            job.updated_at, job.lease_expires_at = now, None
+            if job.cancel_requested:
+                job.status, job.finished_at = "cancelled", now
+            else:
+                job.status, job.worker_id = "queued", None
+                job.attempts = max(job.attempts - 1, 0)
+            return _info(job, _trials_done(s, job_id))
+
+    # -- candidates (the runner's writes; see search.store._candidates) ---------------------
+
+    def start_candidate(self, *, job_id: int, trial_number: int, optuna_trial_id: int | None,
+                        arch: ArchSpec, cost: Cost, seed: int, attempt: int,
+                        worker_id: str | None, epochs_total: int) -> int:
+        """:func:`search.store.start_candidate` in a transaction of its own."""
+        return _candidates.start_candidate(
+            self, job_id=job_id, trial_number=trial_number, optuna_trial_id=optuna_trial_id,
+            arch=arch, cost=cost, seed=seed, attempt=attempt, worker_id=worker_id,
+            epochs_total=epochs_total)
+
+    def record_epoch(self, *, candidate_id: int, epoch: int, val_acc: float | None,
+                     train_loss: float | None, seconds: float | None) -> None:
+        """:func:`search.store.record_epoch` in a transaction of its own."""
+        _candidates.record_epoch(self, candidate_id=candidate_id, epoch=epoch, val_acc=val_acc,
+                                 train_loss=train_loss, seconds=seconds)
+
+    def finish_candidate(self, *, candidate_id: int, state: str, val_acc: float | None = None,
+                         test_acc: float | None = None, latency_ms: float | None = None,
+                         train_s: float | None = None, device: str | None = None,
+                         error: str | None = None, epochs_done: int | None = None) -> None:
+        """:func:`search.store.finish_candidate` in a transaction of its own."""
+        _candidates.finish_candidate(
+            self, candidate_id=candidate_id, state=state, val_acc=val_acc, test_acc=test_acc,
+            latency_ms=latency_ms, train_s=train_s, device=device, error=error,
+            epochs_done=epochs_done)
+
+    def fail_running_candidates(self, *, job_id: int, error: str) -> int:
+        """:func:`search.store.fail_running_candidates` in a transaction of its own."""
+        return _candidates.fail_running_candidates(self, job_id=job_id, error=error)
+
+    def trials_done(self, job_id: int) -> int:
+        """How many of the job's candidates are ``complete``."""
+        return _candidates.trials_done(self, job_id)
+
+    # -- workers --------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str | None = None) -> str:
+        """Record a worker process (this one) as ``idle``; returns its id."""
+        worker_id = worker_id or new_worker_id()
+        with self.session(write=True) as s:
+            now = db_now(s)
+            worker = s.get(Worker, worker_id) or Worker(id=worker_id, started_at=now)
+            worker.hostname, worker.pid = socket.gethostname(), os.getpid()
+            worker.status, worker.current_job_id, worker.last_heartbeat = "idle", None, now
+            s.add(worker)
+        return worker_id
+
+    def worker_heartbeat(self, worker_id: str, *, status: str = "idle",
+                         current_job_id: int | None = None) -> None:
+        """Record that ``worker_id`` is alive, and what it is doing (``idle`` or ``busy``)."""
+        with self.session(write=True) as s:
+            now = db_now(s)
+            worker = s.get(Worker, worker_id)
+            if worker is None:  # e.g. rows pruned while it ran: it is alive, so record it again
+                worker = Worker(id=worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+                                started_at=now)
+                s.add(worker)
+            worker.status, worker.current_job_id, worker.last_heartbeat = (
+                status, current_job_id, now)
+
+    def worker_stopped(self, worker_id: str) -> None:
+        """Mark ``worker_id`` as ``stopped`` (a clean exit)."""
+        with self.session(write=True) as s:
+            worker = s.get(Worker, worker_id)
+            if worker is not None:
+                worker.status, worker.current_job_id = "stopped", None
+                worker.last_heartbeat = db_now(s)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, most recently heard from first."""
+        with self.session() as s:
+            rows = s.scalars(select(Worker).order_by(Worker.last_heartbeat.desc())).all()
+            return [WorkerInfo(w.id, w.hostname, w.pid, w.status, w.current_job_id,
+                               w.started_at, w.last_heartbeat) for w in rows]
+
+
+def _is_new_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    path = Path(database)
+    return not path.exists() or path.stat().st_size == 0
+
+
+def _lease(seconds: float) -> timedelta:
+    if not seconds > 0:
+        raise ValueError(f"lease_seconds {seconds!r} must be positive")
+    return timedelta(seconds=seconds)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else "?"
+
+
+def _job(s: Session, job_id: int, *, lock: bool = False) -> Job:
+    job = s.get(Job, job_id, with_for_update=lock or None)
+    if job is None:
+        raise JobNotFoundError(f"no job {job_id}")
+    return job
+
+
+def _held(s: Session, job_id: int, worker_id: str) -> Job:
+    job = _job(s, job_id, lock=True)
+    if job.status != "running" or job.worker_id != worker_id:
+        raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id} "
+                             f"(status {job.status}, worker {job.worker_id})")
+    return job
+
+
+def _trials_done(s: Session, job_id: int) -> int:
+    return _candidates.trials_done(s, job_id)
+
+
+def _study_name(s: Session, job_id: int) -> str:
+    name = f"poolstride-job-{job_id}"
+    # Job ids restart when poolstride's tables are recreated, but Optuna's studies stay: never
+    # hand a new job an old study's trials.
+    conn = s.connection()
+    if inspect(conn).has_table("studies") and conn.execute(
+            text("SELECT 1 FROM studies WHERE study_name = :n"), {"n": name}).first():
+        name = f"{name}-{secrets.token_hex(4)}"
+    return name
+
+
+def _info(job: Job, trials_done: int) -> JobInfo:
+    return JobInfo(
+        id=job.id, name=job.name, status=job.status, priority=job.priority,
+        study_name=job.study_name, config=JobConfig.from_dict(json.loads(job.config)),
+        trials_done=trials_done, trials_total=job.trials_total, attempts=job.attempts,
+        max_attempts=job.max_attempts, error=job.error, cancel_requested=job.cancel_requested,
+        worker_id=job.worker_id, lease_expires_at=job.lease_expires_at,
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        updated_at=job.updated_at)

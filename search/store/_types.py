@@ -1,0 +1,113 @@
+"""What the store's read queries return: plain frozen dataclasses, never ORM rows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from search.config import JobConfig
+
+__all__ = ["CandidateInfo", "Heartbeat", "JobInfo", "WorkerInfo"]
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as the queue sees it, with its progress.
+
+    ``study_name`` is the Optuna study's name (``study`` in :meth:`to_dict`); ``trials_done``
+    counts complete candidates.
+    """
+
+    id: int
+    name: str
+    status: str
+    priority: int
+    study_name: str
+    config: JobConfig
+    trials_done: int
+    trials_total: int
+    attempts: int
+    max_attempts: int
+    error: str | None
+    cancel_requested: bool
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: datetimes as ISO 8601 (UTC), ``config`` as :meth:`JobConfig.to_dict`."""
+        out = {("study" if k == "study_name" else k): _jsonable(v)
+               for k, v in vars(self).items() if k != "config"}
+        out["config"] = self.config.to_dict()
+        return out
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The answer to a job heartbeat.
+
+    Attributes:
+        lease_held: The caller still holds the job and its lease was renewed. When false the
+            job has moved on (reclaimed, finished or cancelled): stop working on it.
+        cancel_requested: Someone asked to cancel the job: stop and ``finish_job(cancelled)``.
+    """
+
+    lease_held: bool
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker and when it was last heard from."""
+
+    id: str
+    hostname: str
+    pid: int
+    status: str
+    current_job_id: int | None
+    started_at: datetime
+    last_heartbeat: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    """One candidate: architecture, costs, metrics and where it ran."""
+
+    id: int
+    job_id: int
+    trial_number: int
+    optuna_trial_id: int | None
+    state: str
+    arch_json: str
+    arch_hash: str
+    val_acc: float | None
+    test_acc: float | None
+    flops: int
+    params: int
+    activation_bytes: int
+    receptive_field: int
+    latency_ms: float | None
+    train_s: float | None
+    epochs_done: int
+    epochs_total: int
+    device: str | None
+    seed: int
+    attempt: int
+    worker_id: str | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}

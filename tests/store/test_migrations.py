@@ -1,0 +1,117 @@
+"""Migrations: one head, reversible with rows present, equal to the models, own version table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+from search.config import JobConfig
+from search.store import (
+    VERSION_TABLE,
+    Base,
+    SchemaError,
+    Store,
+    check_schema,
+    current_revision,
+    downgrade,
+    head_revision,
+    include_name,
+    make_engine,
+    optuna_storage,
+    upgrade,
+)
+from search.store._schema import alembic_config
+
+ROOT = Path(__file__).resolve().parents[2]
+PS_TABLES = {"ps_jobs", "ps_workers", "ps_candidates", "ps_stages", "ps_epochs"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_a_single_head() -> None:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert heads == [head_revision()]
+
+
+def test_upgrade_creates_both_schemas_with_separate_version_tables(empty_db_url: str) -> None:
+    assert upgrade(empty_db_url) == head_revision()
+    tables = _tables(empty_db_url)
+    assert PS_TABLES | {VERSION_TABLE, "alembic_version", "studies", "trials"} <= tables
+    engine = make_engine(empty_db_url)
+    with engine.connect() as conn:
+        optuna_rev = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
+    assert optuna_rev == optuna_storage(empty_db_url).get_head_version()
+    assert upgrade(empty_db_url) == head_revision()  # again: nothing to do
+
+
+def test_models_equal_migrations(db_url: str) -> None:
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "include_name": include_name, "compare_type": True, "version_table": VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_alembic_check_from_the_repository_root(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'check.db'}"
+    upgrade(url)
+    alembic = Path(sys.executable).with_name("alembic")
+    done = subprocess.run([str(alembic), "-x", f"db={url}", "check"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "No new upgrade operations detected" in done.stdout + done.stderr
+
+
+def test_upgrade_downgrade_upgrade_with_rows_present(
+        empty_db_url: str, row_counts: Callable[[str], dict[str, int]]) -> None:
+    upgrade(empty_db_url)
+    optuna.create_study(study_name="kept", storage=optuna_storage(empty_db_url))
+    with Store.open(empty_db_url) as store:
+        for _ in range(3):
+            store.submit(JobConfig.from_mapping({"trials": 2, "epochs": 1}))
+        store.claim("w", 60)
+        store.register_worker("w")
+    assert row_counts(empty_db_url)["ps_jobs"] == 3
+
+    assert downgrade(empty_db_url, "base") is None
+    assert not (_tables(empty_db_url) & PS_TABLES)
+    assert row_counts(empty_db_url)["studies"] == 1  # Optuna's rows are not ours to drop
+
+    assert upgrade(empty_db_url) == head_revision()
+    with Store.open(empty_db_url) as store:
+        job = store.submit(JobConfig.from_mapping({"trials": 2, "epochs": 1}))
+        assert [j.id for j in store.list_jobs()] == [job.id]
+    assert optuna.load_study(study_name="kept", storage=optuna_storage(empty_db_url))
+
+
+def test_out_of_date_or_unknown_schemas_are_refused(db_url: str) -> None:
+    engine = make_engine(db_url)
+    check_schema(engine)
+    downgrade(db_url, "base")
+    with pytest.raises(SchemaError, match="run `poolstride db upgrade`"):
+        check_schema(engine)
+    upgrade(db_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'ffff'"))
+    with pytest.raises(SchemaError, match="does not know"):
+        check_schema(engine)
+    assert current_revision(engine) == "ffff"
+    engine.dispose()

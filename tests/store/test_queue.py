@@ -1,0 +1,189 @@
+"""The queue's contract, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import optuna
+import pytest
+
+from search.config import JobConfig
+from search.store import (
+    JobNotFoundError,
+    JobStateError,
+    LeaseLostError,
+    Store,
+    optuna_storage,
+)
+
+
+def config(**overrides: object) -> JobConfig:
+    return JobConfig.from_mapping({"dataset": "digits", "trials": 4, "epochs": 1,
+                                   "space": {"stages": 2}, **overrides})
+
+
+def test_submit_queues_a_job_with_its_study_name_and_config(store: Store) -> None:
+    cfg = config(priority=2, name="small")
+    job = store.submit(cfg)
+    assert job.status == "queued"
+    assert job.study_name == f"poolstride-job-{job.id}"
+    assert (job.priority, job.trials_total, job.trials_done, job.attempts) == (2, 4, 0, 0)
+    again = store.get_job(job.id)
+    assert again.config == cfg
+    assert again.created_at.tzinfo is not None
+    assert abs((again.created_at - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert [j.id for j in store.list_jobs()] == [job.id]
+    assert store.list_jobs("running") == []
+
+
+def test_claim_takes_highest_priority_then_oldest(store: Store) -> None:
+    ids = [store.submit(config(priority=p)).id for p in (0, 5, 5, 1)]
+    claimed = [store.claim("w", 60) for _ in range(5)]
+    assert [j.id if j else None for j in claimed] == [ids[1], ids[2], ids[3], ids[0], None]
+    first = claimed[0]
+    assert first is not None
+    assert (first.status, first.worker_id, first.attempts) == ("running", "w", 1)
+    assert first.lease_expires_at is not None and first.started_at is not None
+    assert first.lease_expires_at > first.started_at
+
+
+def test_claim_of_a_named_job(store: Store) -> None:
+    a, b = store.submit(config(priority=9)), store.submit(config())
+    job = store.claim("w", 60, job_id=b.id)
+    assert job is not None and job.id == b.id
+    assert store.claim("w2", 60, job_id=b.id) is None
+    assert store.get_job(a.id).status == "queued"
+
+
+def test_a_live_lease_is_not_reclaimed_an_expired_one_is(store: Store) -> None:
+    job = store.submit(config())
+    assert store.claim("w1", 60) is not None
+    assert store.claim("w2", 60) is None
+
+    other = store.submit(config(max_attempts=3))
+    store.cancel(job.id)  # keep the first job out of the way: only the second may expire
+    assert store.claim("w1", 0.2) is not None
+    time.sleep(0.4)
+    again = store.claim("w2", 60)
+    assert again is not None and again.id == other.id
+    assert (again.worker_id, again.attempts) == ("w2", 2)
+    assert again.error is not None and "w1 lost its lease" in again.error
+    beat = store.heartbeat("w1", other.id, 60)
+    assert not beat.lease_held
+    with pytest.raises(LeaseLostError):
+        store.finish_job(other.id, "w1", "succeeded")
+    assert store.heartbeat("w2", other.id, 60).lease_held
+
+
+def test_expired_leases_use_up_attempts_then_the_job_fails(store: Store) -> None:
+    job = store.submit(config(max_attempts=2))
+    for attempt in (1, 2):
+        claimed = store.claim(f"w{attempt}", 0.1)
+        assert claimed is not None and claimed.attempts == attempt
+        time.sleep(0.25)
+    assert store.claim("w3", 60) is None
+    failed = store.get_job(job.id)
+    assert failed.status == "failed"
+    assert failed.finished_at is not None
+    assert failed.error is not None and "w2 lost its lease" in failed.error
+
+
+def test_fail_attempt_requeues_until_max_attempts(store: Store) -> None:
+    job = store.submit(config(max_attempts=2))
+    store.claim("w", 60)
+    back = store.fail_attempt(job.id, "w", "CUDA out of memory")
+    assert (back.status, back.attempts, back.error, back.worker_id) == (
+        "queued", 1, "CUDA out of memory", None)
+    store.claim("w", 60)
+    done = store.fail_attempt(job.id, "w", "CUDA out of memory again")
+    assert (done.status, done.attempts, done.error) == ("failed", 2, "CUDA out of memory again")
+    assert store.claim("w", 60) is None
+
+
+def test_release_job_does_not_count_the_attempt(store: Store) -> None:
+    job = store.submit(config())
+    store.claim("w", 60)
+    back = store.release_job(job.id, "w")
+    assert (back.status, back.attempts, back.worker_id) == ("queued", 0, None)
+
+
+def test_heartbeat_renews_the_lease(store: Store) -> None:
+    job = store.submit(config())
+    claimed = store.claim("w", 1)
+    assert claimed is not None and claimed.lease_expires_at is not None
+    beat = store.heartbeat("w", job.id, 600)
+    assert beat.lease_held and not beat.cancel_requested
+    renewed = store.get_job(job.id).lease_expires_at
+    assert renewed is not None and (renewed - claimed.lease_expires_at).total_seconds() > 500
+
+
+def test_cancel_a_queued_job_at_once(store: Store) -> None:
+    job = store.submit(config())
+    cancelled = store.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    assert store.claim("w", 60) is None
+    assert store.cancel(job.id).status == "cancelled"  # again: no change, no error
+
+
+def test_cancel_a_running_job_through_its_worker(store: Store) -> None:
+    job = store.submit(config())
+    store.claim("w", 60)
+    requested = store.cancel(job.id)
+    assert (requested.status, requested.cancel_requested) == ("running", True)
+    beat = store.heartbeat("w", job.id, 60)
+    assert beat.lease_held and beat.cancel_requested
+    done = store.finish_job(job.id, "w", "cancelled")
+    assert done.status == "cancelled" and done.lease_expires_at is None
+
+
+def test_a_finished_job_cannot_be_cancelled(store: Store) -> None:
+    job = store.submit(config())
+    store.claim("w", 60)
+    store.finish_job(job.id, "w", "succeeded")
+    with pytest.raises(JobStateError, match="already succeeded"):
+        store.cancel(job.id)
+
+
+def test_an_expired_job_with_a_cancel_pending_is_cancelled_not_rerun(store: Store) -> None:
+    job = store.submit(config())
+    store.claim("w1", 0.1)
+    store.cancel(job.id)
+    time.sleep(0.25)
+    assert store.claim("w2", 60) is None
+    assert store.get_job(job.id).status == "cancelled"
+
+
+def test_unknown_jobs_and_bad_arguments(store: Store) -> None:
+    with pytest.raises(JobNotFoundError):
+        store.get_job(999)
+    with pytest.raises(JobNotFoundError):
+        store.cancel(999)
+    with pytest.raises(ValueError, match="unknown status"):
+        store.list_jobs("done")
+    with pytest.raises(ValueError, match="lease_seconds"):
+        store.claim("w", 0)
+    job = store.submit(config())
+    with pytest.raises(ValueError, match="status"):
+        store.finish_job(job.id, "w", "queued")
+
+
+def test_workers_register_heartbeat_and_stop(store: Store) -> None:
+    worker = store.register_worker()
+    job = store.submit(config())
+    store.worker_heartbeat(worker, status="busy", current_job_id=job.id)
+    (info,) = store.list_workers()
+    assert (info.id, info.status, info.current_job_id) == (worker, "busy", job.id)
+    first_beat = info.last_heartbeat
+    store.worker_stopped(worker)
+    (info,) = store.list_workers()
+    assert (info.status, info.current_job_id) == ("stopped", None)
+    assert info.last_heartbeat >= first_beat
+
+
+def test_a_new_job_never_gets_an_existing_optuna_study(db_url: str) -> None:
+    optuna.create_study(study_name="poolstride-job-1", storage=optuna_storage(db_url))
+    with Store.open(db_url) as store:
+        job = store.submit(config())
+    assert job.id == 1
+    assert job.study_name.startswith("poolstride-job-1-")

@@ -1,0 +1,49 @@
+"""A simulated two-node Ray cluster with logical GPUs: trials get the configured GPU share."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.config import JobConfig
+from search.store import Store, optuna_storage
+from workers import runner
+from workers.data import load_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 2})
+    nodes.add_node(num_cpus=1, num_gpus=2)
+    ray.init(address=nodes.address, log_to_driver=False)
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()
+
+
+def test_trials_receive_the_fractional_gpu_share_across_nodes(cluster, tmp_path):
+    url = f"sqlite:///{tmp_path / 'ps.db'}"
+    config = JobConfig.from_mapping({
+        "dataset": "digits", "trials": 4, "epochs": 1, "sampler": "random", "concurrency": 4,
+        "cpus_per_trial": 0.5, "gpus_per_trial": 0.5, "batch_size": 64,
+        "space": {"stages": 2, "widths": [4, 8]}})
+    store = Store.open(url, create=True)
+    job = store.submit(config)
+    assert store.claim("w", lease_seconds=600) is not None
+    with runner.ray_session():  # joins the cluster the fixture connected to
+        outcome = runner.run_job(
+            store=store, job_id=job.id, config=config, study_name=job.study_name, attempt=1,
+            worker_id="w", storage=optuna_storage(url), dataset=load_dataset("digits"))
+    assert outcome.status == "succeeded"
+    import optuna
+
+    trials = optuna.load_study(study_name=job.study_name, storage=optuna_storage(url)).trials
+    assert len(trials) == 4
+    for t in trials:
+        assert t.user_attrs["ray_resources"] == {"CPU": 0.5, "GPU": 0.5}
+        assert t.user_attrs["cuda_visible_devices"] in ("0", "1")
+    assert len({t.user_attrs["ray_node"] for t in trials}) == 2, "trials spread over both nodes"

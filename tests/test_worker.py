@@ -1,0 +1,153 @@
+"""Worker processes end to end: `poolstride run`, kill -9 and resume, two workers on one queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from search.store import Store, list_candidates, optuna_storage
+
+pytestmark = pytest.mark.slow
+
+POOLSTRIDE = [sys.executable, "-m", "search.cli"]
+TINY = ["--dataset", "digits", "--epochs", "1", "--widths", "8,16", "--stages", "2",
+        "--batch-size", "64"]
+
+
+def cli(*args: str, db: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*POOLSTRIDE, *args, "--db", db], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def _processes_marked(mark: str) -> list[int]:
+    """Live processes whose environment carries ``mark`` (a worker and everything it started)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if mark.encode() in env and "State:\tZ" not in status:
+            found.append(int(pid))
+    return found
+
+
+def test_run_end_to_end_on_digits(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ps.db'}"
+    proc = cli("run", *TINY, "--trials", "6", "--json", db=db, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["status"] == "succeeded" and out["trials_done"] == 6
+    assert out["pareto"] and all({"s1.downsample", "val_acc", "flops"} <= set(r)
+                                 for r in out["pareto"])
+
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("optuna")), "trials", "--study-name", out["study"],
+         "--storage", db, "-f", "json"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert [t["state"] for t in json.loads(listed.stdout)] == ["COMPLETE"] * 6
+
+    rows = list_candidates(Store.open(db), out["id"])
+    assert len(rows) == 6 and {r.state for r in rows} == {"complete"}
+    for row in rows:
+        assert row.flops > 0 and row.params > 0 and row.receptive_field > 0
+        assert 0 <= row.val_acc <= 1 and 0 <= row.test_acc <= 1
+        assert row.train_s > 0 and row.latency_ms > 0 and row.device == "cpu"
+
+
+def test_kill_9_worker_is_resumed_by_the_next_without_losing_or_doubling(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ps.db'}"
+    submitted = cli("submit", *TINY, "--trials", "6", "--epochs", "2", "--sampler", "random",
+                    "--concurrency", "2", "--json", db=db)
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    engine = sa.create_engine(db)
+
+    def count(state: str) -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("select count(*) from ps_candidates where state = :s"),
+                                {"s": state}).scalar_one()
+
+    mark = f"PS_TEST_WORKER={tmp_path.name}"
+    env = {**os.environ, "PS_TEST_WORKER": tmp_path.name}
+    first = subprocess.Popen([*POOLSTRIDE, "worker", "--once", "--lease-s", "4", "--db", db],
+                             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not (count("complete") >= 1 and count("running") >= 1):
+        assert first.poll() is None, "the first worker ended before it could be killed"
+        assert time.monotonic() < deadline, "no trial completed in time"
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+
+    storage = optuna_storage(db)
+    before = optuna.load_study(study_name=job["study"], storage=storage).trials
+    running_then = {t.number: t.params for t in before if t.state == TrialState.RUNNING}
+    assert running_then
+
+    # the dead worker's Ray processes go away by themselves; nothing else is touched
+    deadline = time.monotonic() + 30
+    while _processes_marked(mark):
+        assert time.monotonic() < deadline, f"left behind: {_processes_marked(mark)}"
+        time.sleep(0.5)
+
+    second = cli("worker", "--once", "--lease-s", "4", db=db, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
+    assert status["status"] == "succeeded" and status["attempts"] == 2
+    study = optuna.load_study(study_name=job["study"], storage=storage)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6 and status["trials_done"] == 6
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for number, params in running_then.items():
+        assert study.trials[number].state == TrialState.FAIL
+        retry = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
+        assert len(retry) == 1 and retry[0].params == params
+
+    # the second attempt's own draws are new, not the first attempt's sequence again
+    first_draws = [t.params for t in before]
+    fresh = [t.params for t in study.trials[len(before):] if "retry_of" not in t.user_attrs]
+    assert fresh and fresh != first_draws[:len(fresh)]
+
+    rows = list_candidates(Store.open(db), job["id"])
+    assert sorted(r.trial_number for r in rows) == [t.number for t in study.trials]
+    assert sum(r.state == "complete" for r in rows) == 6
+    assert {r.trial_number for r in rows if r.state == "complete"} == {t.number for t in complete}
+
+
+def test_two_workers_on_postgres_run_each_of_four_jobs_once(pg_url, tmp_path):
+    ids = []
+    for i in range(4):
+        proc = cli("submit", *TINY, "--trials", "2", "--name", f"job{i}", "--json", db=pg_url)
+        assert proc.returncode == 0, proc.stderr
+        ids.append(json.loads(proc.stdout)["id"])
+    workers = [subprocess.Popen([*POOLSTRIDE, "worker", "--drain", "--db", pg_url],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=400)
+        assert w.returncode == 0, err[-3000:]
+
+    store = Store.open(pg_url)
+    for job_id in ids:
+        job = store.get_job(job_id)
+        assert job.status == "succeeded" and job.attempts == 1
+        rows = list_candidates(store, job_id)
+        assert sorted(r.trial_number for r in rows) == [0, 1]
+        assert {r.state for r in rows} == {"complete"}
+        assert len({r.worker_id for r in rows}) == 1, "one job, one worker"

@@ -1,0 +1,61 @@
+"""Kills a dead worker's Ray processes: ``python -m workers._reaper MARK``.
+
+A worker that starts a private Ray instance starts this process beside it. When the worker dies
+without shutting Ray down (``kill -9``), Ray's agents can outlive it for minutes; this process
+notices that its parent is gone, kills every process whose environment carries ``MARK`` (the
+private ``RAY_TMPDIR=…`` the worker set before starting Ray, so no other Ray instance on the
+machine matches), and removes the temp folder. Linux only (it reads ``/proc``); elsewhere it
+just waits for its parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def marked(mark: bytes) -> list[int]:
+    """Pids of live processes whose environment contains ``mark`` (this one excluded)."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def reap(mark: bytes, *, rounds: int = 10) -> None:
+    """SIGKILL the marked processes until none is left (Ray restarts nothing once its GCS died)."""
+    for _ in range(rounds):
+        pids = marked(mark)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+def main(argv: list[str]) -> int:
+    temp_dir = argv[1]
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    if Path("/proc").is_dir():
+        reap(f"RAY_TMPDIR={temp_dir}".encode())
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
