@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from search.artifacts import KEEP_WEIGHTS
 from search.datasets import DEFAULT_DATASET, dataset_info
 from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
 from search.space import SpaceConfig, parse_input_shape
@@ -58,6 +59,7 @@ class JobConfig:
     lr: float = 0.05
     label_smoothing: float = 0.1
     augment: bool = False
+    keep_weights: str = "front"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *,
@@ -128,6 +130,7 @@ class JobConfig:
             lr=_float(merged, "lr", default=0.05, positive=True),
             label_smoothing=_float(merged, "label_smoothing", default=0.1, below=1.0),
             augment=_bool(merged, "augment", default=False),
+            keep_weights=_keep_weights(merged.get("keep_weights", "front")),
         )
 
     @classmethod
@@ -187,6 +190,12 @@ def _space(raw: object, dataset: str) -> SpaceConfig:
             raise ValueError(f"dataset {dataset} needs --input CxHxW")
         data["input"] = list(info.default_input)
     return SpaceConfig.from_mapping(data)
+
+
+def _keep_weights(value: object) -> str:
+    if value not in KEEP_WEIGHTS:
+        raise ValueError(f"keep_weights {value!r} must be one of {', '.join(KEEP_WEIGHTS)}")
+    return str(value)
 
 
 def _shape(shape: tuple[int, int, int]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import sys
@@ -101,12 +102,12 @@ def test_cancel_prunes_running_trials_and_keeps_partial_metrics(ray_instance, tm
     url = f"sqlite:///{tmp_path / 'ps.db'}"
     stop = runner.StopRequest()
 
-    def slow(arch: Any, dataset: Any, config: TrainConfig, *, on_epoch=None) -> TrainResult:
+    def slow(arch: Any, dataset: Any, config: TrainConfig, *, on_epoch=None, **kw) -> TrainResult:
         def report(epoch: int, acc: float, loss: float, secs: float) -> bool | None:
             on_epoch(epoch, acc, loss, secs)
             time.sleep(30)  # long enough that only the cancel ends it
             return None
-        return train(arch, dataset, config, on_epoch=report)
+        return train(arch, dataset, config, on_epoch=report, **kw)
 
     def cancel_after_first_epoch() -> None:
         engine = sa.create_engine(url)
@@ -139,3 +140,38 @@ def test_cancel_prunes_running_trials_and_keeps_partial_metrics(ray_instance, tm
     # the trial that triggered the cancel had finished its first epoch: its accuracy is kept
     assert any(rows[t.number].epochs_done == 1 and rows[t.number].val_acc is not None
                for t in pruned)
+
+
+def _cut_connections(arch: Any, dataset: Any, config: TrainConfig, *, url: str,
+                     **kw: Any) -> TrainResult:
+    """Trains, but first kills every other session on the job's PostgreSQL database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    return train(arch, dataset, config, **kw)
+
+
+def test_lost_database_connections_lose_nothing(ray_instance, pg_url):
+    store, job, outcome, study = _run(pg_url, _config(trials=4),
+                                      train_fn=functools.partial(_cut_connections, url=pg_url))
+    assert outcome.status == "succeeded"
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    rows = list_candidates(store, job.id)
+    assert [(r.state, r.epochs_done) for r in rows] == [("complete", 1)] * 4
+
+
+def test_recover_completes_rows_whose_trial_optuna_already_holds(ray_instance, tmp_path):
+    url = f"sqlite:///{tmp_path / 'ps.db'}"
+    store, job, outcome, study = _run(url, _config(trials=2))
+    assert outcome.status == "succeeded"
+    first = list_candidates(store, job.id)[0]
+    # a worker that died between telling Optuna and writing its own row
+    with store.session(write=True) as s:
+        s.execute(sa.text("update ps_candidates set state = 'running', val_acc = null "
+                          "where id = :id"), {"id": first.id})
+    assert runner.recover(study, store, job.id) == 0
+    again = {r.id: r for r in list_candidates(store, job.id)}[first.id]
+    assert again.state == "complete"
+    assert again.val_acc == study.trials[first.trial_number].values[0]

@@ -151,3 +151,37 @@ def test_two_workers_on_postgres_run_each_of_four_jobs_once(pg_url, tmp_path):
         assert sorted(r.trial_number for r in rows) == [0, 1]
         assert {r.state for r in rows} == {"complete"}
         assert len({r.worker_id for r in rows}) == 1, "one job, one worker"
+
+
+def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ps.db'}"
+    job = json.loads(cli("submit", *TINY, "--trials", "4", "--epochs", "3", "--concurrency", "2",
+                         "--json", db=db).stdout)
+    engine = sa.create_engine(db)
+    worker = subprocess.Popen([*POOLSTRIDE, "worker", "--once", "--db", db],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while True:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("select count(*) from ps_epochs")).scalar_one():
+                break
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err[-3000:]
+
+    status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
+    assert status["status"] == "queued" and status["attempts"] == 0
+    study = optuna.load_study(study_name=job["study"], storage=optuna_storage(db))
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert interrupted
+    waiting = {t.user_attrs["retry_of"]: t.system_attrs["fixed_params"] for t in study.trials
+               if t.state == TrialState.WAITING}
+    assert waiting == {t.number: t.params for t in interrupted}
+
+    assert cli("worker", "--once", db=db).returncode == 0
+    status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
+    assert status["status"] == "succeeded" and status["trials_done"] == 4
+    assert status["attempts"] == 1

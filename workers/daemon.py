@@ -15,7 +15,9 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
+from search.artifacts import artifact_dir
 from search.store import JobInfo, Store, new_worker_id, optuna_storage
 from workers.runner import JobOutcome, StopRequest, ray_session, run_job
 
@@ -65,12 +67,14 @@ class Worker:
         ``job_id`` restricts the worker to that one job (what ``poolstride run`` uses).
         Returns the outcome of each job it ran.
         """
-        previous = {sig: signal.signal(sig, self._on_signal)
-                    for sig in (signal.SIGTERM, signal.SIGINT)}
         outcomes: list[tuple[int, JobOutcome]] = []
         self.store.register_worker(self.id)
+        previous: dict[int, Any] = {}
         try:
             with ray_session(address=ray_address):
+                # after ray.init, which installs a C++ SIGTERM handler that would kill us
+                previous = {sig: signal.signal(sig, self._on_signal)
+                            for sig in (signal.SIGTERM, signal.SIGINT)}
                 while not self.shutdown.is_set():
                     job = self.store.claim(self.id, self.lease_s, job_id=job_id)
                     if job is None:
@@ -107,7 +111,8 @@ class Worker:
             outcome = run_job(
                 store=self.store, job_id=job.id, config=config, study_name=job.study_name,
                 attempt=job.attempts, worker_id=self.id, storage=optuna_storage(self.db_url),
-                stop=stop, on_progress=self._progress(job.id, config.trials))
+                stop=stop, on_progress=self._progress(job.id, config.trials),
+                weights_dir=artifact_dir(self.db_url) / f"job-{job.id}")
         except Exception as exc:
             log.exception("job %s failed on this worker", job.id)
             stop.set("error")

@@ -32,16 +32,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import exc as sa_exc
 
 from search.config import JobConfig
 from search.cost import arch_cost
 from search.objectives import direction
 from search.space import ArchSpec, max_stages
-from search.store import Store
+from search.store import Store, list_candidates
 
 __all__ = ["JobOutcome", "StopRequest", "StudySearcher", "make_sampler", "ray_session",
            "run_job"]
@@ -56,6 +58,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# the worker's own SIGINT/SIGTERM handler hands the job back; Tune's would replace it mid-run
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -67,6 +71,7 @@ from workers.train import TrainConfig, TrainResult, train  # noqa: E402
 TrainFn = Callable[..., TrainResult]
 
 RETRY_OF = "retry_of"
+T = TypeVar("T")
 _LOST = "worker lost while the trial ran"
 
 
@@ -146,18 +151,22 @@ class StudySearcher(Searcher):
         input_shape: ``(C, H, W)`` of the loaded dataset.
         stop: Set when the job must stop; trials then in flight are failed and re-enqueued
             (shutdown) or pruned (cancel).
+        weights_dir: Where to file each complete candidate's weights (``trial-<n>.pt``);
+            ``None`` keeps none.
         on_progress: Called with ``(completed, failed)`` after every finished trial.
     """
 
     def __init__(self, *, study: optuna.Study, config: JobConfig, store: Store, job_id: int,
                  attempt: int, worker_id: str, num_classes: int,
                  input_shape: tuple[int, int, int], stop: StopRequest,
+                 weights_dir: Path | None = None,
                  on_progress: Callable[[int, int], None] | None = None) -> None:
         super().__init__()
         self.study, self.config, self.store = study, config, store
         self.job_id, self.attempt, self.worker_id = job_id, attempt, worker_id
         self.num_classes, self.input_shape = num_classes, input_shape
         self.stop, self.on_progress = stop, on_progress
+        self.weights_dir = weights_dir
         self.live: dict[str, _Live] = {}
         self.completed = sum(t.state == TrialState.COMPLETE
                              for t in study.get_trials(deepcopy=False))
@@ -204,12 +213,13 @@ class StudySearcher(Searcher):
             seed = int(trial.user_attrs.get("seed", self.config.seed * 1_000_003 + trial.number))
             trial.set_user_attr("seed", seed)
             trial.set_user_attr("arch_hash", arch.hash())
-            candidate_id = self.store.start_candidate(
+            candidate_id = retrying(self.store.start_candidate,
                 job_id=self.job_id, trial_number=trial.number, optuna_trial_id=trial._trial_id,
                 arch=arch, cost=cost, seed=seed, attempt=self.attempt, worker_id=self.worker_id,
                 epochs_total=self.config.epochs)
             self.live[trial_id] = _Live(trial, candidate_id, arch)
-            return {"arch": arch.to_dict(), "seed": seed, "trial_number": trial.number}
+            return {"arch": arch.to_dict(), "seed": seed, "trial_number": trial.number,
+                    "keep_weights": self.weights_dir is not None}
         return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -219,7 +229,7 @@ class StudySearcher(Searcher):
         live.last = dict(result)
         if "epoch" in result and result["epoch"] > live.epochs_seen:
             live.epochs_seen = int(result["epoch"])
-            self.store.record_epoch(candidate_id=live.candidate_id, epoch=live.epochs_seen,
+            retrying(self.store.record_epoch,candidate_id=live.candidate_id, epoch=live.epochs_seen,
                                     val_acc=float(result["val_acc"]),
                                     train_loss=float(result["train_loss"]),
                                     seconds=float(result["epoch_s"]))
@@ -252,12 +262,19 @@ class StudySearcher(Searcher):
         if not all(math.isfinite(v) for v in values):
             self._fail(live, f"non-finite objective values {values}")
             return
-        for key in ("test_acc", "latency_ms", "train_s", "trial_s", "device", "ray_node",
-                    "cuda_visible_devices"):
+        for key in ("val_acc", "test_acc", "latency_ms", "train_s", "trial_s", "device",
+                    "ray_node", "cuda_visible_devices", "epochs_done"):
             live.trial.set_user_attr(key, last.get(key))
         live.trial.set_user_attr("ray_resources", json.loads(last.get("ray_resources", "{}")))
-        self.study.tell(live.trial, values)
-        self.store.finish_candidate(
+        weights = last.get("weights")
+        if self.weights_dir is not None and weights:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            path = self.weights_dir / f"trial-{live.trial.number}.pt"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(weights)
+            tmp.replace(path)  # a reader never sees half a file
+        retrying(self.study.tell, live.trial, values, skip_if_finished=True)
+        retrying(self.store.finish_candidate,
             candidate_id=live.candidate_id, state="complete", val_acc=last["val_acc"],
             test_acc=last.get("test_acc"), latency_ms=last.get("latency_ms"),
             train_s=last.get("train_s"), device=last.get("device"),
@@ -266,8 +283,8 @@ class StudySearcher(Searcher):
 
     def _fail(self, live: _Live, message: str) -> None:
         live.trial.set_user_attr("error", message)
-        self.study.tell(live.trial, state=TrialState.FAIL)
-        self.store.finish_candidate(candidate_id=live.candidate_id, state="failed",
+        retrying(self.study.tell, live.trial, state=TrialState.FAIL, skip_if_finished=True)
+        retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="failed",
                                     epochs_done=live.epochs_seen, error=message)
         self.failed += 1
         self.last_error = message
@@ -279,15 +296,16 @@ class StudySearcher(Searcher):
             live.trial.set_user_attr("epochs_done", live.epochs_seen)
             if partial is not None:
                 live.trial.set_user_attr("val_acc", partial)
-            self.study.tell(live.trial, state=TrialState.PRUNED)
-            self.store.finish_candidate(candidate_id=live.candidate_id, state="pruned",
+            retrying(self.study.tell, live.trial, state=TrialState.PRUNED,
+                     skip_if_finished=True)
+            retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="pruned",
                                         val_acc=partial, epochs_done=live.epochs_seen,
                                         error="job cancelled")
         else:
             # the worker is going away: the trial runs again, same architecture, elsewhere
             requeue(self.study, self.study.get_trials(deepcopy=False)[live.trial.number],
                     reason="worker stopped while the trial ran")
-            self.store.finish_candidate(candidate_id=live.candidate_id, state="failed",
+            retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="failed",
                                         epochs_done=live.epochs_seen,
                                         error="worker stopped while the trial ran")
 
@@ -295,6 +313,29 @@ class StudySearcher(Searcher):
         """Handle trials Tune never reported back (it stopped without telling)."""
         for trial_id in list(self.live):
             self._interrupted(self.live.pop(trial_id))
+
+
+RETRY_S = 120.0
+
+
+def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``, retrying for up to :data:`RETRY_S` while the database is unreachable.
+
+    A restarted database server or a dropped connection must not lose a finished trial; the
+    writes are idempotent (upserts, ``skip_if_finished``), so a retry counts nothing twice.
+    """
+    delay, deadline = 0.5, time.monotonic() + RETRY_S
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError,
+                optuna.exceptions.StorageInternalError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unreachable (%s); retrying in %.1f s",
+                        str(exc).splitlines()[0], delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _assign_generation(study: optuna.Study, trial: optuna.trial.Trial) -> None:
@@ -318,10 +359,25 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, reason: str) -> None:
 
 
 def recover(study: optuna.Study, store: Store, job_id: int) -> int:
-    """Fail and re-enqueue the trials a dead worker left RUNNING; returns how many."""
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    """Repair what a dead worker left behind; returns how many trials it re-enqueued.
+
+    Trials left RUNNING are failed and enqueued again. A candidate row still ``running`` whose
+    trial Optuna already holds as COMPLETE (the worker died between the two writes) is
+    completed from the trial's attributes, so the two views agree; the rest are failed.
+    """
+    trials = study.get_trials(deepcopy=False)
+    stale = [t for t in trials if t.state == TrialState.RUNNING]
     for trial in stale:
         requeue(study, trial, reason=_LOST)
+    for row in list_candidates(store, job_id, state="running"):
+        trial = trials[row.trial_number]
+        if trial.state == TrialState.COMPLETE:
+            attrs = trial.user_attrs
+            store.finish_candidate(
+                candidate_id=row.id, state="complete", val_acc=attrs["val_acc"],
+                test_acc=attrs.get("test_acc"), latency_ms=attrs.get("latency_ms"),
+                train_s=attrs.get("train_s"), device=attrs.get("device"),
+                epochs_done=attrs.get("epochs_done", row.epochs_total))
     store.fail_running_candidates(job_id=job_id, error=_LOST)
     return len(stale)
 
@@ -337,7 +393,8 @@ def _trainable(config: dict[str, Any], dataset: Dataset, train_fn: TrainFn) -> N
                          "epoch_s": seconds})
             return False
 
-        result = train_fn(arch, dataset, hp, on_epoch=on_epoch)
+        result = train_fn(arch, dataset, hp, on_epoch=on_epoch,
+                          keep_weights=config["keep_weights"])
     except Exception as exc:  # reported, so the searcher can tell Optuna FAIL with the reason
         tune.report({"error": f"{type(exc).__name__}: {exc}"})
         return
@@ -350,7 +407,9 @@ def _trainable(config: dict[str, Any], dataset: Dataset, train_fn: TrainFn) -> N
                  # JSON, because Tune flattens nested results
                  "ray_resources": json.dumps(ctx.get_assigned_resources(), sort_keys=True),
                  "ray_node": ctx.get_node_id(),
-                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
+                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                 # bytes back to the driver, which files them: nodes need no shared disk
+                 "weights": result.weights})
 
 
 class _StopAll(tune.Stopper):
@@ -400,11 +459,14 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None,
 def run_job(*, store: Store, job_id: int, config: JobConfig, study_name: str, attempt: int,
             worker_id: str, storage: optuna.storages.BaseStorage, stop: StopRequest | None = None,
             on_progress: Callable[[int, int], None] | None = None,
-            dataset: Dataset | None = None, train_fn: TrainFn = train) -> JobOutcome:
+            dataset: Dataset | None = None, train_fn: TrainFn = train,
+            weights_dir: Path | None = None) -> JobOutcome:
     """Run one job to its end on the current Ray instance (see :func:`ray_session`).
 
     ``dataset`` (else loaded from the config) and ``train_fn`` (else :func:`workers.train.train`)
-    can be injected. Returns the outcome; the caller (the worker daemon) writes it to the job row.
+    can be injected. Weights are filed in ``weights_dir`` as the job's ``keep_weights`` says
+    (``front``: only the final Pareto front's survive a successful run). Returns the outcome;
+    the caller (the worker daemon) writes it to the job row.
     """
     stop = stop or StopRequest()
     if dataset is None:
@@ -424,7 +486,8 @@ def run_job(*, store: Store, job_id: int, config: JobConfig, study_name: str, at
     searcher = StudySearcher(
         study=study, config=config, store=store, job_id=job_id, attempt=attempt,
         worker_id=worker_id, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-        stop=stop, on_progress=on_progress)
+        stop=stop, on_progress=on_progress,
+        weights_dir=weights_dir if config.keep_weights != "none" else None)
     if searcher.completed >= config.trials:
         return JobOutcome("succeeded", searcher.completed, 0)
     hp = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
@@ -451,9 +514,18 @@ def run_job(*, store: Store, job_id: int, config: JobConfig, study_name: str, at
     if stop.reason is not None:
         return JobOutcome("interrupted", searcher.completed, searcher.failed, stop.reason)
     if searcher.completed >= config.trials:
+        if weights_dir is not None and config.keep_weights == "front":
+            _keep_front_weights(study, weights_dir)
         return JobOutcome("succeeded", searcher.completed, searcher.failed)
     return JobOutcome("failed", searcher.completed, searcher.failed,
                       f"{searcher.failed} trials failed; last error: {searcher.last_error}")
+
+
+def _keep_front_weights(study: optuna.Study, weights_dir: Path) -> None:
+    front = {f"trial-{t.number}.pt" for t in study.best_trials}
+    for path in weights_dir.glob("trial-*.pt"):
+        if path.name not in front:
+            path.unlink()
 
 
 def _attempt_seed(seed: int, storage: optuna.storages.BaseStorage, study_name: str) -> int:

@@ -14,6 +14,7 @@ Imports only torch, numpy and ``workers.model``; the dataset is any object shape
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -96,6 +97,7 @@ class TrainResult:
     image at a batch of ``latency_batch``, in the training precision and memory format.
     ``peak_mem_bytes`` is the peak CUDA memory allocated during the run on CUDA, and the
     process's peak resident memory on CPU. ``device`` is the CUDA device name or ``"cpu"``.
+    ``weights`` is the trained state dict (CPU tensors) as ``torch.save`` bytes, when asked for.
     """
 
     val_acc_per_epoch: tuple[float, ...]
@@ -110,10 +112,12 @@ class TrainResult:
     epochs_done: int
     images_per_s: float
     precision: str
+    weights: bytes | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        """Plain JSON-ready values (tuples become lists; the weights are left out)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
+                if k != "weights"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -208,13 +212,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
 
 
 def train(arch: Any, dataset: Dataset, config: TrainConfig, *,
-          on_epoch: EpochCallback | None = None) -> TrainResult:
+          on_epoch: EpochCallback | None = None, keep_weights: bool = False) -> TrainResult:
     """Train ``arch`` (an ``ArchSpec``) on ``dataset`` with ``config`` and measure it.
 
     After each epoch, ``on_epoch(epoch, val_acc, train_loss, seconds)`` is called with the
     1-based epoch number, the validation accuracy, the mean training loss and the epoch's
     training seconds; returning ``True`` stops training there (``epochs_done < epochs``). Test
-    accuracy is measured once, at the end.
+    accuracy is measured once, at the end. With ``keep_weights`` the result carries the trained
+    state dict.
 
     Raises:
         FloatingPointError: the training loss became NaN or infinite.
@@ -319,7 +324,14 @@ def train(arch: Any, dataset: Dataset, config: TrainConfig, *,
         epochs_done=len(val_accs),
         images_per_s=len(val_accs) * steps * batch / train_s if train_s > 0 else 0.0,
         precision="bf16" if bf16 else "fp32",
+        weights=_state_bytes(model) if keep_weights else None,
     )
+
+
+def _state_bytes(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+    return buffer.getvalue()
 
 
 def _autocast(device: torch.device, bf16: bool) -> torch.autocast:

@@ -8,6 +8,8 @@ import http.server
 import io
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -350,3 +352,21 @@ def test_fetch_http_error_is_an_os_error(tmp_path: Path, served: tuple[Path, str
     with pytest.raises(OSError, match=r"download of \S+ failed"):
         fetch_cifar10(tmp_path / "data", url=f"{base}/nothing.tar.gz", checksum="0" * 64)
     assert os.listdir(tmp_path / "data") == []
+
+
+def test_data_fetch_command(tmp_path: Path, served: tuple[Path, str]) -> None:
+    www, base = served
+    md5 = _tiny_archive(www / "cifar.tar.gz", tmp_path)
+    command = [sys.executable, "-m", "search.cli", "data", "fetch", "cifar10",
+               "--data-dir", str(tmp_path / "data"), "--url", f"{base}/cifar.tar.gz"]
+    bad = subprocess.run([*command, "--checksum", "0" * 32], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines()[-1].startswith("poolstride: error: ")
+    assert "checksum" in bad.stderr or "expected" in bad.stderr
+    assert not (tmp_path / "data" / "cifar-10-batches-py").exists()
+
+    ok = subprocess.run([*command, "--checksum", md5], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert "100%" in ok.stderr  # the progress bar ran to its end
