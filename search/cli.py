@@ -19,10 +19,12 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from search.artifacts import KEEP_WEIGHTS
 from search.config import SAMPLERS, JobConfig
 from search.cost import arch_cost
 from search.datasets import DATASETS
 from search.objectives import OBJECTIVES
+from search.query import load_front, to_records
 from search.space import ArchSpec, SpaceConfig, load_toml, parse_input_shape
 from search.store import (
     DB_ENV_VAR,
@@ -37,9 +39,7 @@ from search.store import (
     current_revision,
     display_url,
     head_revision,
-    list_candidates,
     normalize_url,
-    optuna_storage,
     resolve_db_url,
     upgrade,
 )
@@ -273,6 +273,8 @@ def job_options(fn: F) -> F:
         click.option("--label-smoothing", type=float, help="Label smoothing (default 0.1)."),
         click.option("--augment/--no-augment", default=None,
                      help="Flip and crop augmentation (default off)."),
+        click.option("--keep-weights", type=click.Choice(KEEP_WEIGHTS),
+                     help="Trained weights to keep for export (default: the Pareto front)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -371,8 +373,10 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
     """Show one job: status, progress, attempts, lease and last error."""
     with _database(db) as url, Store.open(url) as store:
         job = store.get_job(job_id)
+        front = load_front(store, job_id)
     if as_json:
-        emit_json(job.to_dict())
+        emit_json({**job.to_dict(), "front_size": len(front.rows),
+                   "hypervolume": front.hypervolume})
         return
     cfg = job.config
     lines = {
@@ -383,6 +387,7 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
         "trials": f"{job.trials_done}/{job.trials_total} complete",
         "dataset": cfg.dataset,
         "objectives": ", ".join(cfg.objectives),
+        "front": f"{len(front.rows)} candidates, hypervolume {front.hypervolume:.4f}",
         "sampler": cfg.sampler,
         "priority": str(job.priority),
         "attempts": f"{job.attempts}/{job.max_attempts}",
@@ -483,6 +488,41 @@ def _log_progress(job_id: int, completed: int, total: int, failed: int) -> None:
                + (f", {failed} failed" if failed else ""), err=True)
 
 
+class Progress:
+    """Progress on stderr: a bar on a terminal; elsewhere (logs, CI) a line per tenth done.
+
+    Example:
+        >>> with Progress("trials", 4) as bar:  # doctest: +SKIP
+        ...     bar.update(1)
+    """
+
+    def __init__(self, label: str, total: int, *, scale: float = 1, unit: str = "") -> None:
+        self.label, self.total, self.scale, self.unit = label, total, scale, unit
+        self.done, self._tenth = 0, -1
+        self._tty = sys.stderr.isatty()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tty:
+            click.echo(err=True)
+
+    def update(self, done: int, *, total: int | None = None, note: str = "") -> None:
+        self.done, self.total = done, total or self.total
+        fraction = done / self.total if self.total else 0.0
+        amount = (f"{done / self.scale:.1f}/{self.total / self.scale:.1f}"
+                  if self.scale != 1 else f"{done}/{self.total}")
+        line = f"{self.label}: {amount}{' ' + self.unit if self.unit else ''} " \
+               f"({fraction:.0%}){', ' + note if note else ''}"
+        if self._tty:
+            filled = int(fraction * 30)
+            click.echo(f"\r[{'#' * filled}{'-' * (30 - filled)}] {line}", err=True, nl=False)
+        elif int(fraction * 10) > self._tenth:
+            self._tenth = int(fraction * 10)
+            click.echo(line, err=True)
+
+
 RUN_DEFAULTS = {"trials": 12, "epochs": 2}
 
 
@@ -512,10 +552,9 @@ def run(db: str | None, as_json: bool, ray_address: str | None, lease_s: float,
         from workers.daemon import Worker
 
         _quiet_libraries()
-        with click.progressbar(length=config.trials, label="trials", file=sys.stderr,
-                               show_pos=True) as bar:
+        with Progress("trials", config.trials) as bar:
             def advance(job_id: int, completed: int, total: int, failed: int) -> None:
-                bar.update(completed - bar.pos)
+                bar.update(completed, note=f"{failed} failed" if failed else "")
 
             Worker(url, lease_s=lease_s, on_progress=advance).run(job_id=job.id,
                                                                  ray_address=ray_address)
@@ -537,22 +576,8 @@ _METRICS = ("val_acc", "test_acc", "flops", "params", "latency_ms", "train_s")
 
 
 def pareto_rows(store: Store, job: JobInfo) -> list[dict[str, Any]]:
-    """The job's Pareto-optimal candidates as flat rows (Optuna's front, our metrics)."""
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=job.study_name,
-                                  storage=optuna_storage(str(store.engine.url)))
-    except KeyError:
-        return []
-    best = {t.number for t in study.best_trials}
-    rows = []
-    for c in list_candidates(store, job.id, state="complete"):
-        if c.trial_number in best:
-            arch = ArchSpec.from_json(c.arch_json)
-            rows.append({"trial": c.trial_number, **arch.params(),
-                         **{k: getattr(c, k) for k in _METRICS}})
-    return sorted(rows, key=lambda r: r["flops"])
+    """The job's Pareto-optimal candidates as flat rows (:func:`search.query.load_front`)."""
+    return to_records(load_front(store, job.id).rows)
 
 
 def _fmt(value: Any) -> str:
@@ -579,11 +604,9 @@ def data_fetch(name: str, data_dir: str | None, url: str | None, checksum: str |
     from workers.data import CIFAR10_MD5, CIFAR10_URL, default_data_dir, fetch_cifar10
 
     target = Path(data_dir) if data_dir else default_data_dir()
-    with click.progressbar(length=1, label=f"{name}", file=sys.stderr) as bar:
+    with Progress(name, 0, scale=2**20, unit="MiB") as bar:
         def progress(done: int, total: int) -> None:
-            if total and bar.length != total:
-                bar.length = total
-            bar.update(done - bar.pos)
+            bar.update(done, total=total)
 
         with bad_input():
             try:
@@ -615,6 +638,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
 
 
 if __name__ == "__main__":
