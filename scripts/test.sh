@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh), makes sure the local services the tests use run, then runs the
-# linters and the whole test suite. Extra arguments go to pytest.
+# Sets up (scripts/setup.sh), makes sure the local services the tests use run and Chromium is
+# there for the dashboard's browser test, then runs the linters and the whole test suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
+bash scripts/browser.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -24,6 +24,7 @@ from search.config import SAMPLERS, JobConfig
 from search.cost import arch_cost
 from search.datasets import DATASETS
 from search.objectives import OBJECTIVES
+from search.query import load_front, output_columns, to_records
 from search.space import ArchSpec, SpaceConfig, load_toml, parse_input_shape
 from search.store import (
     DB_ENV_VAR,
@@ -38,9 +39,7 @@ from search.store import (
     current_revision,
     display_url,
     head_revision,
-    list_candidates,
     normalize_url,
-    optuna_storage,
     resolve_db_url,
     upgrade,
 )
@@ -374,8 +373,10 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
     """Show one job: status, progress, attempts, lease and last error."""
     with _database(db) as url, Store.open(url) as store:
         job = store.get_job(job_id)
+        front = load_front(store, job_id)
     if as_json:
-        emit_json(job.to_dict())
+        emit_json({**job.to_dict(), "front_size": len(front.rows),
+                   "hypervolume": front.hypervolume})
         return
     cfg = job.config
     lines = {
@@ -386,6 +387,7 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
         "trials": f"{job.trials_done}/{job.trials_total} complete",
         "dataset": cfg.dataset,
         "objectives": ", ".join(cfg.objectives),
+        "front": f"{len(front.rows)} candidates, hypervolume {front.hypervolume:.4f}",
         "sampler": cfg.sampler,
         "priority": str(job.priority),
         "attempts": f"{job.attempts}/{job.max_attempts}",
@@ -574,22 +576,9 @@ _METRICS = ("val_acc", "test_acc", "flops", "params", "latency_ms", "train_s")
 
 
 def pareto_rows(store: Store, job: JobInfo) -> list[dict[str, Any]]:
-    """The job's Pareto-optimal candidates as flat rows (Optuna's front, our metrics)."""
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=job.study_name,
-                                  storage=optuna_storage(str(store.engine.url)))
-    except KeyError:
-        return []
-    best = {t.number for t in study.best_trials}
-    rows = []
-    for c in list_candidates(store, job.id, state="complete"):
-        if c.trial_number in best:
-            arch = ArchSpec.from_json(c.arch_json)
-            rows.append({"trial": c.trial_number, **arch.params(),
-                         **{k: getattr(c, k) for k in _METRICS}})
-    return sorted(rows, key=lambda r: r["flops"])
+    """The job's Pareto-optimal candidates as flat rows (:func:`search.query.load_front`)."""
+    front = load_front(store, job.id).rows
+    return to_records(front[output_columns(len(job.config.space.stages))])
 
 
 def _fmt(value: Any) -> str:
@@ -652,6 +641,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
 
 
+import search._cli_query  # noqa: E402, F401  (registers its commands)
+from search import _cli_dashboard  # noqa: E402, F401  (registers its commands)
 
 if __name__ == "__main__":
     main()

@@ -125,7 +125,12 @@ def test_kill_9_worker_is_resumed_by_the_next_without_losing_or_doubling(tmp_pat
     assert fresh and fresh != first_draws[:len(fresh)]
 
     rows = list_candidates(Store.open(db), job["id"])
-    assert sorted(r.trial_number for r in rows) == [t.number for t in study.trials]
+    numbers = {t.number for t in study.trials}
+    assert {r.trial_number for r in rows} <= numbers
+    # a trial asked for just before the kill may have no row; it never trained, and failed
+    for number in numbers - {r.trial_number for r in rows}:
+        assert study.trials[number].state == TrialState.FAIL
+    assert "running" not in {r.state for r in rows}
     assert sum(r.state == "complete" for r in rows) == 6
     assert {r.trial_number for r in rows if r.state == "complete"} == {t.number for t in complete}
 
@@ -137,7 +142,8 @@ def test_two_workers_on_postgres_run_each_of_four_jobs_once(pg_url, tmp_path):
         assert proc.returncode == 0, proc.stderr
         ids.append(json.loads(proc.stdout)["id"])
     workers = [subprocess.Popen([*POOLSTRIDE, "worker", "--drain", "--db", pg_url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                cwd=tmp_path)
                for _ in range(2)]
     for w in workers:
         _, err = w.communicate(timeout=400)

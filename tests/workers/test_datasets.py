@@ -370,3 +370,12 @@ def test_data_fetch_command(tmp_path: Path, served: tuple[Path, str]) -> None:
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
     assert "100%" in ok.stderr  # the progress bar ran to its end
+
+
+def test_loaders_cover_exactly_the_datasets_a_job_may_name() -> None:
+    # workers.data keeps its own list so that a bare GPU box needs no search/ dependencies
+    from search.datasets import DATASETS as JOB_DATASETS
+
+    assert set(data.DATASETS) == set(JOB_DATASETS)
+    for name in ("mnist5k", "digits"):
+        assert load_dataset(name).input_shape == JOB_DATASETS[name].input_shape

@@ -1,0 +1,304 @@
+"""The dashboard's data: a read-only store per database URL and cached wrappers of ``search/``.
+
+Pages never query the database themselves. Every helper here takes the database URL as its first
+argument, so Streamlit's caches are keyed by ``(url, job_id, ...)``. The queue (jobs, workers)
+expires after :data:`TTL_S` seconds; a job's data is keyed by :func:`version` as well, so a
+finished job is read once per process and a running one at most every :data:`TTL_S` seconds.
+At 100k candidates, pages ask for the columns and rows they draw, never more.
+
+The database is opened read-only: SQLite connections run ``PRAGMA query_only``, PostgreSQL
+sessions start with ``default_transaction_read_only``. A dashboard bug can show wrong figures
+but can never change a study.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
+
+from search.analysis import describe_effect, paired_effects, stage_analysis
+from search.cost import LayerCost, layer_costs
+from search.query import STAGE_KEYS, load_candidates, stage_columns
+from search.space import ArchSpec, StageSpec
+from search.store import (
+    FINAL_STATUSES,
+    JobInfo,
+    SchemaError,
+    Store,
+    WorkerInfo,
+    check_schema,
+    current_revision,
+    display_url,
+    epochs_frame,
+    make_engine,
+    normalize_url,
+    resolve_db_url,
+)
+from search.study import hypervolume, hypervolume_history, pareto_front
+
+if TYPE_CHECKING:
+    from sqlite3 import Connection as SQLiteConnection
+
+    import pandas as pd
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = [
+    "POINT_METRICS",
+    "TTL_S",
+    "analysis",
+    "arch_of",
+    "candidates",
+    "check",
+    "database_url",
+    "epochs",
+    "front_trials",
+    "hypervolume_curve",
+    "hypervolume_of",
+    "jobs",
+    "points",
+    "read_only_engine",
+    "stage_layers",
+    "stage_ops",
+    "store",
+    "version",
+    "workers",
+]
+
+# Short enough that a page refreshed while a job runs shows its new trials, long enough that
+# the widgets of one page view (each a rerun) do not reload 100k candidates.
+TTL_S = 5.0
+
+
+def database_url() -> str:
+    """The database the dashboard shows: ``$POOLSTRIDE_DB`` (``poolstride dashboard`` sets it
+    for the Streamlit process), else ``poolstride.db`` in the current folder."""
+    return normalize_url(resolve_db_url(None))
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine on ``url`` whose connections refuse every write.
+
+    Example:
+        >>> engine = read_only_engine("sqlite://")
+        >>> with engine.connect() as conn:
+        ...     conn.exec_driver_sql("PRAGMA query_only").scalar()
+        1
+    """
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = make_engine(url)
+        # Registered after make_engine's own connect hook (WAL, busy timeout), so it runs last.
+        event.listen(engine, "connect", _sqlite_query_only)
+        return engine
+    # libpq's startup options apply before any statement, pooled reconnects included.
+    return make_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
+
+
+def _sqlite_query_only(dbapi_connection: SQLiteConnection, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.execute("PRAGMA query_only = ON")
+
+
+@st.cache_resource(show_spinner=False)
+def store(url: str) -> Store:
+    """The read-only :class:`Store` on ``url``, one per process (its engine pools connections).
+
+    Raises:
+        SchemaError: a SQLite file that does not exist (connecting would create it).
+    """
+    _refuse_missing_sqlite_file(url)
+    return Store(read_only_engine(url))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def check(url: str) -> str:
+    """Check the database's poolstride schema; returns its revision.
+
+    Cached for :data:`TTL_S` only: a database upgraded or replaced under a running dashboard
+    is noticed at the next refresh.
+
+    Raises:
+        SchemaError: no poolstride schema, or not the one this code reads.
+    """
+    engine = store(url).engine
+    check_schema(engine)
+    return current_revision(engine) or ""
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    # Connecting would create an empty file where the user mistyped a path.
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and (
+            not Path(path).exists() or Path(path).stat().st_size == 0):
+        raise SchemaError(f"database {display_url(url)} does not exist: run "
+                          "`poolstride db upgrade`, or pass the right --db")
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def jobs(url: str) -> list[JobInfo]:
+    """Every job, oldest first, with its progress."""
+    return store(url).list_jobs()
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def workers(url: str) -> list[WorkerInfo]:
+    """Every registered worker, most recently heard from first."""
+    return store(url).list_workers()
+
+
+def version(job: JobInfo) -> str:
+    """The cache key of a job's data: what changes when its candidates can have changed.
+
+    A finished job's data never changes, so its key is fixed and its frames are read once per
+    process. A queued or running job's key also carries the current :data:`TTL_S` time slot,
+    so its data is re-read at most every few seconds.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> version(SimpleNamespace(status="succeeded", trials_done=8))
+        'succeeded/8'
+    """
+    key = f"{job.status}/{job.trials_done}"
+    if job.status in FINAL_STATUSES:
+        return key
+    return f"{key}/{int(time.time() // TTL_S)}"
+
+
+# Frames of 100k candidates are tens of MB: keep a few jobs' worth, not every view ever made.
+_FRAMES = 32
+# What a point's hover shows besides its objectives.
+POINT_METRICS: tuple[str, ...] = ("val_acc", "test_acc", "flops", "params")
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def candidates(url: str, job_id: int, version: str, where: tuple[str, ...] = (),
+               sort: str | None = None, limit: int | None = None,
+               columns: tuple[str, ...] | None = None,
+               trials: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """The job's candidates, read by :func:`search.query.load_candidates` (same arguments:
+    the CLI's filter grammar, sort key and limit, run in the database).
+
+    Raises:
+        ValueError: a malformed filter or sort key (the message is one line for the user).
+    """
+    return load_candidates(store(url), job_id, where=where, sort=sort, limit=limit,
+                           columns=columns, trials=trials)
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def front_trials(url: str, job_id: int, version: str,
+                 objectives: tuple[str, ...]) -> tuple[int, ...]:
+    """Trial numbers of the Pareto front of the job's complete candidates, best first by the
+    first objective: :func:`search.study.pareto_front` over the same complete rows that
+    ``poolstride pareto`` (:func:`search.query.load_front`) reads."""
+    front = pareto_front(points(url, job_id, version, objectives), objectives)
+    return tuple(int(t) for t in front["trial"])
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def hypervolume_of(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> float:
+    """The hypervolume of the job's front (:func:`search.study.hypervolume`), as
+    ``poolstride pareto`` reports it."""
+    return hypervolume(points(url, job_id, version, objectives), objectives)
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def points(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> pd.DataFrame:
+    """Every complete candidate with the objectives and the metrics a point's hover shows;
+    no stage columns, so it stays a narrow read at 100k candidates."""
+    wanted = tuple(dict.fromkeys((*objectives, *POINT_METRICS)))
+    return load_candidates(store(url), job_id, where=("state=complete",), columns=wanted)
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def hypervolume_curve(url: str, job_id: int, version: str,
+                      objectives: tuple[str, ...]) -> pd.DataFrame:
+    """Hypervolume and front size after each complete trial
+    (:func:`search.study.hypervolume_history`)."""
+    return hypervolume_history(points(url, job_id, version, objectives), objectives)
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def analysis(url: str, job_id: int, version: str, n_stages: int,
+             objectives: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-stage table (:func:`search.analysis.stage_analysis`) and the matched-pair
+    effects (:func:`search.analysis.paired_effects`, with each row's sentence in a
+    ``sentence`` column) of the job's complete candidates, from one read."""
+    wanted = (*stage_columns(n_stages), *dict.fromkeys(("val_acc", "flops", "params",
+                                                        *objectives)))
+    frame = candidates(url, job_id, version, where=("state=complete",), columns=wanted)
+    effects = paired_effects(frame)
+    effects["sentence"] = [describe_effect(row) for row in effects.to_dict("records")]
+    return stage_analysis(frame, objectives=objectives), effects
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def epochs(url: str, job_id: int, version: str) -> pd.DataFrame:
+    """The job's learning curves: trial_number, epoch, val_acc, train_loss, seconds."""
+    return epochs_frame(store(url), job_id)
+
+
+def arch_of(row: Mapping[str, Any]) -> ArchSpec:
+    """The architecture of one candidate row (its ``sN.*`` columns).
+
+    Example:
+        >>> arch_of({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
+        ...          "s1.width": 8, "s1.depth": 1}).stages[0].width
+        8
+    """
+    n_stages = sum(1 for key in row if key.endswith(".downsample"))
+    return ArchSpec.from_dict({"stages": [
+        {key: _plain(row[f"s{i}.{key}"]) for key in STAGE_KEYS} for i in range(1, n_stages + 1)
+    ]})
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars from a DataFrame row are not the ints ArchSpec validates
+    return value.item() if hasattr(value, "item") else value
+
+
+def stage_layers(arch: ArchSpec, input_shape: tuple[int, int, int],
+                 stored_params: int | None = None) -> list[LayerCost]:
+    """Per-part costs of ``arch`` (stem, stages, head) as the search computed them.
+
+    The class count is not stored for every dataset (``npz``, ``imagefolder``), but the
+    candidate's total parameter count is: the head has ``channels × classes + classes``
+    parameters, so ``stored_params`` fixes the class count exactly; 10 where it is not given.
+    """
+    layers = layer_costs(arch, input_shape=input_shape, num_classes=1)
+    classes = 10
+    if stored_params is not None:
+        body = sum(layer.params for layer in layers[:-1])
+        exact = (stored_params - body) / (arch.stages[-1].width + 1)
+        if exact >= 1 and math.isclose(exact, round(exact)):
+            classes = round(exact)
+    return layer_costs(arch, input_shape=input_shape, num_classes=classes)
+
+
+def stage_ops(stage: StageSpec) -> list[str]:
+    """The operations of one stage in order, as :mod:`workers.model` builds them.
+
+    Example:
+        >>> from search.space import StageSpec
+        >>> stage_ops(StageSpec("strided", 3, "proj", 16, 2))
+        ['conv 3×3', 'conv 3×3 /2', 'shortcut: 1×1 conv /2 + BN']
+    """
+    k = stage.kernel
+    ops = [f"conv {k}×{k}" + (" /2" if stage.downsample == "strided" and d == stage.depth - 1
+                              else "") for d in range(stage.depth)]
+    if stage.downsample in ("max", "avg"):
+        ops.append(f"{stage.downsample}-pool 2×2")
+    elif stage.downsample == "conv":
+        ops.append(f"conv {k}×{k} /2")
+    if stage.skip == "proj":
+        ops.append("shortcut: 1×1 conv /2 + BN")
+    elif stage.skip == "pool":
+        ops.append("shortcut: avg-pool 2×2 + zero-pad channels")
+    return ops

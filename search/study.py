@@ -1,0 +1,264 @@
+"""Pareto fronts and hypervolume over a job's candidates (pure numpy/pandas, no Optuna).
+
+The front is computed from poolstride's candidate columns, not from Optuna's trial rows, so it
+costs one narrow query and a sort even for 100k candidates; it equals Optuna's
+``study.best_trials`` because the runner tells Optuna exactly these columns.
+
+Hypervolume reference rule (so that numbers are comparable across jobs and over time):
+
+- every objective is turned into a loss in ``[0, 1]``-ish units first: a maximised objective
+  (``val_acc``, an accuracy in ``[0, 1]``) becomes ``1 - value`` with reference ``1`` (its
+  natural bound, accuracy 0); a minimised objective (a cost, ``>= 0``) becomes
+  ``value / max`` where ``max`` is its largest value among the candidates given as the
+  *scale* (default: the frame itself), with reference ``1.1`` (10 % beyond the worst cost);
+- the hypervolume is the Lebesgue measure of the region dominated by the front and bounded by
+  that reference point, in those units. For ``(val_acc, flops)`` it is the area between the
+  front and the corner (accuracy 0, 1.1 × the largest FLOPs), the largest possible value
+  being ``1 × 1.1 = 1.1``.
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"trial": [0, 1, 2], "val_acc": [0.9, 0.8, 0.7],
+    ...                    "flops": [100, 50, 80]})
+    >>> pareto_front(df, ["val_acc", "flops"])["trial"].tolist()
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search.objectives import direction, validate_objectives
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "REFERENCE_COST",
+    "hypervolume",
+    "hypervolume_history",
+    "loss_matrix",
+    "pareto_front",
+    "pareto_mask",
+]
+
+REFERENCE_COST = 1.1  # reference of a minimised objective, in units of its largest value
+
+
+def pareto_mask(losses: np.ndarray) -> np.ndarray:
+    """Which rows of ``losses`` (n × k, all minimised, no NaN) no other row dominates.
+
+    Row ``a`` dominates ``b`` when it is no worse in every column and better in one; equal rows
+    do not dominate each other, so duplicates of a front point are all on the front. Two
+    columns: an O(n log n) sort-and-sweep; more: repeated removal of what the
+    lexicographically smallest remaining row dominates (one vectorised pass per front member).
+
+    Example:
+        >>> pareto_mask(np.array([[1.0, 3.0], [2.0, 2.0], [2.0, 4.0], [3.0, 1.0]])).tolist()
+        [True, True, False, True]
+    """
+    values = np.asarray(losses, dtype=np.float64)
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    if values.ndim != 2 or values.shape[1] < 1:
+        raise ValueError("losses must be an n x k array with k >= 1")
+    if values.shape[1] == 1:
+        return values[:, 0] == values[:, 0].min()
+    if values.shape[1] == 2:
+        return _mask_2d(values)
+    return _mask_nd(values)
+
+
+def loss_matrix(df: pd.DataFrame, objectives: Sequence[str], *,
+                scale: pd.DataFrame | None = None) -> np.ndarray:
+    """The objectives of ``df`` as normalised losses (see the module's reference rule).
+
+    Maximised objectives become ``1 - value``; minimised ones ``value / max(scale[objective])``.
+    Rows with a missing objective are NaN.
+
+    Example:
+        >>> import pandas as pd
+        >>> loss_matrix(pd.DataFrame({"val_acc": [0.75], "flops": [50]}),
+        ...             ["val_acc", "flops"]).tolist()
+        [[0.25, 1.0]]
+    """
+    names = validate_objectives(objectives)
+    ref = df if scale is None else scale
+    columns = []
+    for name in names:
+        values = df[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        if direction(name) == "maximize":
+            columns.append(1.0 - values)
+        else:
+            top = float(np.nanmax(ref[name].to_numpy(dtype=np.float64, na_value=np.nan),
+                                  initial=-np.inf)) if len(ref) else 0.0
+            columns.append(values / top if np.isfinite(top) and top > 0 else values * 0.0)
+    return np.column_stack(columns) if columns else np.zeros((len(df), 0))
+
+
+def pareto_front(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``df`` on the Pareto front of ``objectives`` (directions from
+    :data:`search.objectives.OBJECTIVES`), best first by the first objective.
+
+    Rows missing any of the objectives (failed, pruned or unmeasured) are left out; ties in
+    every objective all stay. The index of ``df`` is kept.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"trial": [0, 1, 2], "val_acc": [0.9, 0.8, 0.7],
+        ...                    "params": [10, 5, 20]})
+        >>> pareto_front(df, ["val_acc", "params"])["trial"].tolist()
+        [0, 1]
+    """
+    names = validate_objectives(objectives)
+    complete = _complete(df, names)
+    if complete.empty:
+        return complete
+    mask = pareto_mask(_raw_losses(complete, names))
+    front = complete[mask]
+    return front.sort_values(list(names), ascending=[direction(n) == "minimize" for n in names],
+                             kind="stable")
+
+
+def hypervolume(df: pd.DataFrame, objectives: Sequence[str], *,
+                scale: pd.DataFrame | None = None) -> float:
+    """Hypervolume of the front of ``df`` under the module's reference rule.
+
+    ``scale`` is the frame whose largest costs normalise the minimised objectives (default
+    ``df``); pass the whole job when measuring a subset, so both use one yardstick. Exact for
+    any number of objectives (a sweep for two, slicing for more). 0.0 when nothing is complete.
+
+    Example:
+        >>> import pandas as pd
+        >>> hypervolume(pd.DataFrame({"val_acc": [0.5], "flops": [10]}), ["val_acc", "flops"])
+        0.05
+    """
+    names = validate_objectives(objectives)
+    complete = _complete(df, names)
+    if complete.empty:
+        return 0.0
+    losses = loss_matrix(complete, names, scale=complete if scale is None else scale)
+    losses = losses[pareto_mask(losses)]
+    return round(_hv(np.unique(losses, axis=0), _reference(names)), 12)
+
+
+def hypervolume_history(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
+    """Hypervolume and front size after each complete trial, in trial order.
+
+    Costs are normalised by the whole frame's maxima (not each prefix's), so the curve never
+    falls: a new trial can only add dominated volume.
+
+    Returns:
+        Columns ``trial``, ``hypervolume``, ``front_size``: one row per complete trial of
+        ``df`` (which needs a ``trial`` column).
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"trial": [0, 1], "val_acc": [0.5, 0.5], "flops": [10, 5]})
+        >>> hypervolume_history(df, ["val_acc", "flops"])["front_size"].tolist()
+        [1, 1]
+    """
+    import pandas as pd
+
+    names = validate_objectives(objectives)
+    complete = _complete(df, names).sort_values("trial", kind="stable")
+    losses = loss_matrix(complete, names, scale=complete)
+    ref = _reference(names)
+    front = np.zeros((0, len(names)))
+    volume = 0.0
+    volumes, sizes = [], []
+    for point in losses:
+        dominated = bool(len(front)) and bool(np.any(
+            np.all(front <= point, axis=1) & np.any(front < point, axis=1)))
+        if not dominated:
+            keep = ~(np.all(point <= front, axis=1) & np.any(point < front, axis=1))
+            front = np.vstack([front[keep], point])
+            volume = round(_hv(np.unique(front, axis=0), ref), 12)
+        volumes.append(volume)
+        sizes.append(len(front))
+    return pd.DataFrame({"trial": complete["trial"].to_numpy(), "hypervolume": volumes,
+                         "front_size": sizes})
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _complete(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise ValueError(f"objective {missing[0]!r} is not a column of the candidates")
+    return df[df[list(names)].notna().all(axis=1)]
+
+
+def _raw_losses(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    # dominance needs no normalisation: negate what is maximised
+    return np.column_stack([
+        df[n].to_numpy(dtype=np.float64) * (-1.0 if direction(n) == "maximize" else 1.0)
+        for n in names])
+
+
+def _reference(names: Sequence[str]) -> np.ndarray:
+    return np.array([1.0 if direction(n) == "maximize" else REFERENCE_COST for n in names])
+
+
+def _mask_2d(values: np.ndarray) -> np.ndarray:
+    order = np.lexsort((values[:, 1], values[:, 0]))
+    f0, f1 = values[order, 0], values[order, 1]
+    # first index of each run of equal f0: the smallest f1 of that run (sorted by f1 inside)
+    starts = np.r_[True, f0[1:] != f0[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(f0)), 0))
+    # best f1 among rows with a strictly smaller f0
+    prefix_min = np.minimum.accumulate(f1)
+    best_before = np.r_[np.inf, prefix_min[:-1]][group_start]
+    keep_sorted = (f1 == f1[group_start]) & (f1 < best_before)
+    mask = np.zeros(len(values), dtype=bool)
+    mask[order] = keep_sorted
+    return mask
+
+
+def _mask_nd(values: np.ndarray) -> np.ndarray:
+    order = np.lexsort(values.T[::-1])
+    remaining = order
+    keep = []
+    while len(remaining):
+        head = values[remaining[0]]
+        keep.append(remaining[0])
+        rest = values[remaining[1:]]
+        dominated = np.all(head <= rest, axis=1) & np.any(head < rest, axis=1)
+        remaining = remaining[1:][~dominated]
+    mask = np.zeros(len(values), dtype=bool)
+    mask[np.asarray(keep, dtype=np.int64)] = True
+    return mask
+
+
+def _hv(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact hypervolume of ``points`` (minimised, non-dominated or not) up to ``ref``."""
+    points = points[np.all(points < ref, axis=1)]
+    if len(points) == 0:
+        return 0.0
+    if points.shape[1] == 1:
+        return float(ref[0] - points[:, 0].min())
+    if points.shape[1] == 2:
+        order = np.lexsort((points[:, 1], points[:, 0]))
+        volume, bound = 0.0, ref[1]
+        for x, y in points[order]:
+            if y < bound:
+                volume += (ref[0] - x) * (bound - y)
+                bound = y
+        return float(volume)
+    # slice along the last objective: between consecutive values, the (k-1)-D volume of the
+    # points at or below that value
+    order = np.argsort(points[:, -1], kind="stable")
+    pts = points[order]
+    cuts = np.r_[pts[:, -1], ref[-1]]
+    volume = 0.0
+    for i in range(len(pts)):
+        depth = cuts[i + 1] - cuts[i]
+        if depth > 0:
+            below = pts[: i + 1, :-1]
+            volume += depth * _hv(below[pareto_mask(below)], ref[:-1])
+    return float(volume)

@@ -1,0 +1,83 @@
+"""Pareto fronts and hypervolume on frames whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _known import frame_rows
+
+from search.study import hypervolume, hypervolume_history, pareto_front, pareto_mask
+
+OBJ = ["val_acc", "flops"]
+
+
+def known() -> pd.DataFrame:
+    return pd.DataFrame(frame_rows())
+
+
+def test_two_objective_front_of_the_known_rows() -> None:
+    # trial 1 (0.82, 60) dominates 0, 4 and 7; trial 3 (0.86, 120) dominates 2; the failed
+    # trial 6 has no val_acc and is left out; 5 is the most accurate
+    front = pareto_front(known(), OBJ)
+    assert front["trial"].tolist() == [5, 3, 1]  # best val_acc first
+
+
+def test_three_objective_front_adds_the_cheapest_in_params() -> None:
+    # trial 4 has the fewest params (5): nobody dominates it once params count
+    front = pareto_front(known(), ["val_acc", "flops", "params"])
+    assert sorted(front["trial"]) == [1, 3, 4, 5]
+
+
+def test_hypervolume_of_the_known_rows_by_hand() -> None:
+    # losses: 1 - val_acc (reference 1) and flops / max flops 400 (reference 1.1)
+    front = [(1 - 0.90, 400 / 400), (1 - 0.86, 120 / 400), (1 - 0.82, 60 / 400)]
+    by_hand, upper = 0.0, 1.1
+    for u0, u1 in front:  # sorted by the first loss: a staircase of rectangles
+        by_hand += (1.0 - u0) * (upper - u1)
+        upper = u1
+    assert by_hand == pytest.approx(0.09 + 0.602 + 0.123)
+    assert hypervolume(known(), OBJ) == pytest.approx(by_hand)
+
+
+def test_hypervolume_in_three_objectives_is_the_union_of_boxes() -> None:
+    # two points, losses a = (0.2, 0.5, 0.5) and b = (0.5, 0.25, 0.25) (flops and params / 100)
+    df = pd.DataFrame({"trial": [0, 1, 2], "val_acc": [0.8, 0.5, 0.5],
+                       "flops": [50, 25, 100], "params": [50, 25, 100]})
+    ref = np.array([1.0, 1.1, 1.1])
+    a, b = np.array([0.2, 0.5, 0.5]), np.array([0.5, 0.25, 0.25])
+    box = lambda p: float(np.prod(ref - p))  # noqa: E731
+    by_hand = box(a) + box(b) - box(np.maximum(a, b))  # inclusion-exclusion
+    assert hypervolume(df, ["val_acc", "flops", "params"]) == pytest.approx(by_hand)
+
+
+def test_history_grows_and_counts_the_front() -> None:
+    history = hypervolume_history(known(), OBJ)
+    assert history["trial"].tolist() == [0, 1, 2, 3, 4, 5, 7]
+    # trial 1 replaces 0; 2 joins; 3 replaces 2; 4 dominated; 5 joins; 7 dominated
+    assert history["front_size"].tolist() == [1, 1, 2, 2, 2, 3, 3]
+    assert history["hypervolume"].is_monotonic_increasing
+    assert history["hypervolume"].iloc[-1] == pytest.approx(hypervolume(known(), OBJ))
+    # after trial 0 alone: one box (1 - 0.2) x (1.1 - 100/400)
+    assert history["hypervolume"].iloc[0] == pytest.approx(0.8 * 0.85)
+
+
+def test_ties_stay_on_the_front_and_empty_frames_are_empty() -> None:
+    df = pd.DataFrame({"trial": [0, 1, 2], "val_acc": [0.9, 0.9, 0.5], "flops": [10, 10, 20]})
+    assert sorted(pareto_front(df, OBJ)["trial"]) == [0, 1]
+    empty = df.iloc[0:0]
+    assert pareto_front(empty, OBJ).empty
+    assert hypervolume(empty, OBJ) == 0.0
+
+
+def test_mask_matches_brute_force_on_random_points() -> None:
+    rng = np.random.default_rng(1)
+    for k in (2, 3, 4):
+        pts = rng.integers(0, 6, size=(300, k)).astype(float)  # many ties
+        brute = np.array([not any(np.all(q <= p) and np.any(q < p) for q in pts) for p in pts])
+        assert np.array_equal(pareto_mask(pts), brute), k
+
+
+def test_unknown_objective_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown objective 'nope'"):
+        pareto_front(known(), ["val_acc", "nope"])
