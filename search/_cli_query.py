@@ -17,6 +17,7 @@ import click
 from search.analysis import describe_effect, importances, paired_effects, stage_analysis
 from search.cli import _database, _die, _fmt, bad_input, cli, db_option, emit_json, fail
 from search.cli import print_table as _print_table
+from search.config import JobConfig
 from search.objectives import OBJECTIVES
 from search.query import load_candidates, load_front, output_columns, to_records
 from search.space import ArchSpec
@@ -162,8 +163,9 @@ def analyze(job_id: int, fmt: str, db: str | None) -> None:
 def export(job_id: int, trial: int, out: Path, fmt: str, db: str | None) -> None:
     """Rebuild one candidate, with its trained weights where the job kept them, and save it.
 
-    Inputs are NCHW float32, normalised per channel with the training split's mean and std,
-    as in training.
+    TorchScript and ONNX models take raw NCHW float32 pixels (the dataset's own scale, e.g.
+    0-255) and normalise them with the training split's per-channel mean and std themselves;
+    ``state`` keeps the bare network and writes the mean and std beside its weights.
     """
     if fmt == "onnx":
         missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
@@ -191,7 +193,7 @@ def export(job_id: int, trial: int, out: Path, fmt: str, db: str | None) -> None
 
     import torch
 
-    from workers.model import build_model
+    from workers.model import Normalized, build_model
 
     state: dict[str, Any] | None = None
     if weights_file.is_file():
@@ -213,17 +215,21 @@ def export(job_id: int, trial: int, out: Path, fmt: str, db: str | None) -> None
             _die(f"weights {weights_file} do not fit trial {trial}'s architecture: "
                  f"{str(exc).splitlines()[0]}")
     model.eval()
+    mean, std = _input_stats(job.config)
     example = torch.zeros(2, *input_shape)
     meta = {"job": job_id, "trial": trial, "arch": arch.to_dict(),
             "input_shape": list(input_shape), "num_classes": num_classes,
             "trained": state is not None, "val_acc": row.get("val_acc"),
-            "dataset": job.config.dataset}
+            "dataset": job.config.dataset, "mean": mean, "std": std}
+    exported: torch.nn.Module = model
+    if fmt != "state" and mean is not None and std is not None:
+        exported = Normalized(model, mean, std).eval()
     if fmt == "torchscript":
         with torch.no_grad():
-            traced = torch.jit.trace(model, example)
+            traced = torch.jit.trace(exported, example)
         torch.jit.save(traced, str(out))
     elif fmt == "onnx":
-        torch.onnx.export(model, (example,), str(out), input_names=["input"],
+        torch.onnx.export(exported, (example,), str(out), input_names=["input"],
                           output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     else:
@@ -232,6 +238,20 @@ def export(job_id: int, trial: int, out: Path, fmt: str, db: str | None) -> None
     what = "trained" if state is not None else "untrained"
     click.echo(f"trial {trial} of job {job_id} ({what}) written to {out}"
                + (f" and {sidecar}" if fmt == "state" else ""), err=True)
+
+
+def _input_stats(config: JobConfig) -> tuple[list[float] | None, list[float] | None]:
+    """The training split's per-channel mean and std (the dataset loads from its cache)."""
+    from workers.data import load_dataset
+
+    try:
+        data = load_dataset(config.dataset, data_dir=config.data_dir,
+                            input_shape=config.space.input_shape, seed=config.seed)
+    except ValueError as exc:
+        click.echo(f"poolstride: warning: cannot load {config.dataset} for its input statistics "
+                   f"({exc}); the exported model expects normalised inputs", err=True)
+        return None, None
+    return list(data.mean), list(data.std)
 
 
 def _arch_of(row: dict[str, Any], n_stages: int) -> ArchSpec:

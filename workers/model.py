@@ -17,6 +17,7 @@ from torch import nn
 
 __all__ = [
     "Net",
+    "Normalized",
     "PoolShortcut",
     "Stage",
     "build_model",
@@ -147,6 +148,22 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.stages(self.stem(x)))
         return self.head(torch.flatten(x, 1))
+
+
+class Normalized(nn.Module):
+    """``net`` behind a per-channel normalisation, so that it takes raw pixels (for export)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
 
 
 def build_model(arch: Any, *, in_channels: int, num_classes: int) -> Net:
