@@ -65,12 +65,12 @@ def _emit_rows(frame: pd.DataFrame, fmt: str, job: JobInfo, *, with_state: bool,
 @_format_option()
 @db_option
 def pareto(job_id: int, objectives: str | None, fmt: str, db: str | None) -> None:
-    """Print the job's Pareto front over two or more objectives."""
+    """Print the job's Pareto front over its objectives (or ``--objectives``)."""
     names = None
     if objectives is not None:
         names = [o.strip() for o in objectives.split(",") if o.strip()]
-        if len(names) < 2:
-            fail(f"--objectives {objectives!r}: a front needs at least two objectives")
+        if not names:
+            fail(f"--objectives {objectives!r}: name at least one objective")
     with _database(db) as url, Store.open(url) as store:
         job = store.get_job(job_id)
         with bad_input():
@@ -114,6 +114,14 @@ def analyze(job_id: int, fmt: str, db: str | None) -> None:
         front = load_front(store, job_id)
         frame = load_candidates(store, job_id, where=["state=complete"])
         found = importances(optuna_storage(url), job.study_name)
+    if frame.empty:
+        if fmt == "json":
+            emit_json({"job": job_id, "objectives": list(objectives), "complete": 0,
+                       "front_size": 0, "hypervolume": 0.0, "stages": [], "effects": [],
+                       "importances": {}})
+        else:
+            click.echo(f"job {job_id} has no complete candidates yet")
+        return
     analysis_objectives = objectives if len(objectives) > 1 else ("val_acc", "flops")
     stages = stage_analysis(frame, objectives=analysis_objectives)
     effects = paired_effects(frame)
@@ -133,7 +141,8 @@ def analyze(job_id: int, fmt: str, db: str | None) -> None:
     header = ["STAGE", "CHOICE", "VALUE", "N", "VAL_ACC", "95% CI", "FRONT", "FLOPS", "PARAMS"]
     _print_table(header, [[
         str(r["stage"]), r["choice"], str(r["value"]), str(r["count"]),
-        f"{r['val_acc_mean']:.4f}", f"[{r['val_acc_lo']:.4f}, {r['val_acc_hi']:.4f}]",
+        f"{r['val_acc_mean']:.4f}",
+        f"[{r['val_acc_lo']:.4f}, {r['val_acc_hi']:.4f}]" if r["count"] > 1 else "-",
         "-" if r["front_share"] is None else f"{r['front_share']:.0%}",
         _fmt(round(r["flops_mean"])), _fmt(round(r["params_mean"]))]
         for r in to_records(stages)])
@@ -159,8 +168,11 @@ def analyze(job_id: int, fmt: str, db: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="torchscript",
               show_default=True, help="torchscript (torch.jit.load), onnx, or state (state "
                                       "dict + architecture, plus a sibling .json).")
+@click.option("--untrained", is_flag=True,
+              help="Export the architecture with random weights when none were kept.")
 @db_option
-def export(job_id: int, trial: int, out: Path, fmt: str, db: str | None) -> None:
+def export(job_id: int, trial: int, out: Path, fmt: str, untrained: bool,
+           db: str | None) -> None:
     """Rebuild one candidate, with its trained weights where the job kept them, and save it.
 
     TorchScript and ONNX models take raw NCHW float32 pixels (the dataset's own scale, e.g.
@@ -198,9 +210,13 @@ def export(job_id: int, trial: int, out: Path, fmt: str, db: str | None) -> None
     state: dict[str, Any] | None = None
     if weights_file.is_file():
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    elif not untrained:
+        fail(f"job {job_id} kept no trained weights for trial {trial} (no {weights_file}; jobs "
+             "keep the Pareto front's by default, see --keep-weights); --untrained exports "
+             "the architecture with random weights")
     else:
         click.echo(f"poolstride: warning: job {job_id} kept no trained weights for trial "
-                   f"{trial} ({weights_file}); exporting a randomly initialised model", err=True)
+                   f"{trial}; exporting a randomly initialised model", err=True)
     num_classes = dataset_info(job.config.dataset).num_classes
     if num_classes is None and state is not None:
         num_classes = int(state["head.weight"].shape[0])

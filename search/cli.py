@@ -326,13 +326,18 @@ def submit(db: str | None, as_json: bool, **flags: Any) -> None:
     """
     with bad_input():
         config = job_config_from_flags(**flags)
+    if config.data_dir is not None and not Path(config.data_dir).exists():
+        # a worker on another machine may see it; say so, but queue the job
+        click.echo(f"poolstride: warning: {config.data_dir!r} does not exist here; the worker "
+                   "that runs the job must have it", err=True)
     with _database(db) as url, Store.open(url, create=True) as store:
         job = store.submit(config)
     if as_json:
         emit_json(job.to_dict())
         return
-    click.echo(f"job {job.id} queued: {job.name!r}, {job.trials_total} trials on "
-               f"{config.dataset} (study {job.study_name})")
+    named = f" {job.name!r}" if job.name != config.dataset else ""
+    click.echo(f"job {job.id}{named} queued: {_count(config.trials, 'trial')} of "
+               f"{_count(config.epochs, 'epoch')} on {config.dataset} (study {job.study_name})")
 
 
 _JOB_COLUMNS = ("id", "name", "status", "priority", "trials", "attempts", "created")
@@ -387,7 +392,8 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
         "trials": f"{job.trials_done}/{job.trials_total} complete",
         "dataset": cfg.dataset,
         "objectives": ", ".join(cfg.objectives),
-        "front": f"{len(front.rows)} candidates, hypervolume {front.hypervolume:.4f}",
+        "front": f"{_count(len(front.rows), 'candidate')}, hypervolume "
+                 f"{front.hypervolume:.4f}",
         "sampler": cfg.sampler,
         "priority": str(job.priority),
         "attempts": f"{job.attempts}/{job.max_attempts}",
@@ -442,6 +448,7 @@ def _quiet_libraries() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
 
@@ -470,6 +477,8 @@ def worker(once: bool, drain: bool, ray_address: str | None, cpus_per_trial: flo
                         gpus_per_trial=gpus_per_trial, on_progress=_log_progress)
         click.echo(f"worker {runner.id} on {display_url(url)}", err=True)
         outcomes = runner.run(once=once, drain=drain, ray_address=ray_address)
+    if not outcomes:
+        click.echo("no queued job", err=True)
     for job_id, outcome in outcomes:
         click.echo(f"job {job_id}: {outcome.status}, {outcome.completed} complete, "
                    f"{outcome.failed} failed" + (f" ({outcome.error})" if outcome.error else ""),
@@ -543,12 +552,14 @@ def run(db: str | None, as_json: bool, ray_address: str | None, lease_s: float,
             flags[key] = value
     with bad_input():
         config = job_config_from_flags(**flags)
+    if config.data_dir is not None and not Path(config.data_dir).exists():
+        fail(f"--data-dir {config.data_dir!r} does not exist")
     with _database(db) as url:
         with Store.open(url, create=True) as store:
             job = store.submit(config)
-        click.echo(f"job {job.id}: {config.trials} trials of {config.epochs} epochs on "
-                   f"{config.dataset}, study {job.study_name}, database {display_url(url)}",
-                   err=True)
+        click.echo(f"job {job.id}: {_count(config.trials, 'trial')} of "
+                   f"{_count(config.epochs, 'epoch')} on {config.dataset}, study "
+                   f"{job.study_name}, database {display_url(url)}", err=True)
         from workers.daemon import Worker
 
         _quiet_libraries()
@@ -563,13 +574,16 @@ def run(db: str | None, as_json: bool, ray_address: str | None, lease_s: float,
             front = pareto_rows(store, job)
     if as_json:
         emit_json({**{k: v for k, v in job.to_dict().items() if k != "config"}, "pareto": front})
-        return
-    click.echo(f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} trials complete"
-               + (f" ({job.error})" if job.error else ""))
-    if front:
-        click.echo(f"Pareto front ({', '.join(config.objectives)}), {len(front)} candidates:")
-        keys = ["trial", *config.space.distributions(), *_METRICS]
-        print_table(keys, [[_fmt(row.get(k)) for k in keys] for row in front])
+    else:
+        click.echo(f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} trials "
+                   "complete" + (f" ({job.error})" if job.error else ""))
+        if front:
+            click.echo(f"Pareto front ({', '.join(config.objectives)}), "
+                       f"{_count(len(front), 'candidate')}:")
+            keys = ["trial", *config.space.distributions(), *_METRICS]
+            print_table(keys, [[_fmt(row.get(k)) for k in keys] for row in front])
+    if job.status != "succeeded":
+        sys.exit(EXIT_FAILURE)
 
 
 _METRICS = ("val_acc", "test_acc", "flops", "params", "latency_ms", "train_s")
@@ -584,9 +598,13 @@ def pareto_rows(store: Store, job: JobInfo) -> list[dict[str, Any]]:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, int) and value >= 10_000:
+    if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return "-" if value is None else str(value)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @cli.group()

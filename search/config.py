@@ -94,7 +94,8 @@ class JobConfig:
         if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
             raise ValueError(f"data_dir {data_dir!r} must be a path")
         if info.needs_data and data_dir is None:
-            raise ValueError(f"dataset {dataset} needs --data-dir PATH")
+            what = "the .npz file" if dataset == "npz" else "the data folder"
+            raise ValueError(f"dataset {dataset} needs --data-dir/--data-path PATH ({what})")
         for key in ("trials", "epochs"):
             if key not in merged:
                 raise ValueError(f"{key} is required (--{key} N)")

@@ -191,3 +191,26 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
     status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
     assert status["status"] == "succeeded" and status["trials_done"] == 4
     assert status["attempts"] == 1
+
+
+def test_missing_data_fails_the_job_at_once_with_one_reason(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ps.db'}"
+    missing = str(tmp_path / "nowhere.npz")
+    submitted = cli("submit", "--dataset", "npz", "--data-path", missing, "--input", "1x8x8",
+                    "--trials", "2", "--epochs", "1", "--json", db=db)
+    assert submitted.returncode == 0 and "does not exist here" in submitted.stderr
+    job = json.loads(submitted.stdout)
+    worker = cli("worker", "--once", db=db)
+    assert worker.returncode == 0, worker.stderr
+    assert "Traceback" not in worker.stderr
+    status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
+    # a missing file is not a crash: retrying it on another attempt would not help
+    assert status["status"] == "failed" and status["attempts"] == 1
+    assert status["error"].startswith("dataset npz:") and "does not exist" in status["error"]
+    assert "no queued job" in cli("worker", "--once", db=db).stderr
+
+    run = cli("run", "--dataset", "npz", "--data-path", missing, "--input", "1x8x8", db=db)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [
+        f"poolstride: error: --data-dir {missing!r} does not exist"]
+    assert len(json.loads(cli("jobs", "--json", db=db).stdout)) == 1  # run queued nothing

@@ -117,8 +117,10 @@ class Worker:
             log.exception("job %s failed on this worker", job.id)
             stop.set("error")
             beat.join()
-            self.store.fail_attempt(job.id, self.id, error=f"{type(exc).__name__}: {exc}")
-            return JobOutcome("failed", 0, 0, str(exc))
+            after = self.store.fail_attempt(job.id, self.id, error=f"{type(exc).__name__}: {exc}")
+            status = "requeued" if after.status == "queued" else after.status
+            return JobOutcome(status, 0, 0, f"attempt {after.attempts}/{after.max_attempts}: "
+                              f"{exc}")
         finally:
             self._job_stop = None
         stop.set(stop.reason or "done")

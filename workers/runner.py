@@ -470,8 +470,11 @@ def run_job(*, store: Store, job_id: int, config: JobConfig, study_name: str, at
     """
     stop = stop or StopRequest()
     if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir,
-                               input_shape=config.space.input_shape, seed=config.seed)
+        try:
+            dataset = load_dataset(config.dataset, data_dir=config.data_dir,
+                                   input_shape=config.space.input_shape, seed=config.seed)
+        except ValueError as exc:  # missing or unreadable data: another attempt won't help
+            return JobOutcome("failed", 0, 0, f"dataset {config.dataset}: {exc}")
     if len(config.space.stages) > max_stages(dataset.input_shape):
         # the space was checked at submit against the declared shape; files may disagree
         return JobOutcome("failed", 0, 0, f"the dataset's input {dataset.input_shape} allows "

@@ -143,11 +143,16 @@ def test_state_export_reproduces_the_stored_validation_accuracy(trained: Trained
     assert _val_acc(model, trained.config) == pytest.approx(trained.val_acc, abs=1e-9)
 
 
-def test_export_without_kept_weights_warns_and_writes_an_untrained_model(
+def test_export_without_kept_weights_needs_untrained_and_then_warns(
         trained: TrainedJob, tmp_path: Path) -> None:
     out = tmp_path / "untrained.pt"
-    res = run("export", str(trained.job_id), "--trial", "1", "--out", str(out),
-              "--format", "state", "--db", trained.url)
+    args = ("export", str(trained.job_id), "--trial", "1", "--out", str(out),
+            "--format", "state", "--db", trained.url)
+    refused = run(*args)
+    assert refused.code == 2 and refused.stdout == "" and not out.exists()
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "kept no trained weights for trial 1" in refused.stderr
+    res = run(*args, "--untrained")
     assert res.code == 0, res.stderr
     warning = [line for line in res.stderr.splitlines() if "warning" in line]
     assert len(warning) == 1 and "kept no trained weights for trial 1" in warning[0]

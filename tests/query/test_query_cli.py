@@ -161,3 +161,25 @@ def test_unknown_job_exits_2(store: Store, db_url: str) -> None:
         res = run(*args, "--db", db_url)
         assert res.code == 2, args
         assert "job 99" in res.stderr
+
+
+def test_a_single_objective_front_is_the_best_candidates(job: int, db_url: str) -> None:
+    res = run("pareto", str(job), "--objectives", "val_acc", "--format", "json", "--db", db_url)
+    assert res.code == 0, res.stderr
+    rows = json.loads(res.stdout)
+    best = max(r["val_acc"] for r in json.loads(run(
+        "trials", str(job), "--where", "state=complete", "--format", "json", "--db",
+        db_url).stdout))
+    assert rows and {r["val_acc"] for r in rows} == {best}
+
+
+def test_reports_on_a_job_with_nothing_complete_yet(store: Store, db_url: str) -> None:
+    from search.config import JobConfig
+
+    job = store.submit(JobConfig.from_mapping({"dataset": "digits", "trials": 2, "epochs": 1}))
+    for args in (("analyze", str(job.id)), ("pareto", str(job.id))):
+        res = run(*args, "--db", db_url)
+        assert res.code == 0, res.stderr
+        assert "no complete candidates yet" in res.stdout + res.stderr
+    empty = json.loads(run("analyze", str(job.id), "--format", "json", "--db", db_url).stdout)
+    assert (empty["complete"], empty["stages"], empty["effects"]) == (0, [], [])
