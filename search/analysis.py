@@ -103,6 +103,9 @@ def stage_analysis(df: pd.DataFrame, *, objectives: Sequence[str] = DEFAULT_OBJE
 
     used = _usable(df, [metric, *objectives])
     front = pareto_front(used, objectives)
+    # only these three columns of a group are read: selecting them, not whole rows, saves
+    # copying every column of 100k candidates for each of the ~30 values
+    measured = {key: used[key] for key in (metric, "flops", "params")}
     rows = []
     for stage in _stages(df):
         for choice, order in CHOICES.items():
@@ -110,13 +113,14 @@ def stage_analysis(df: pd.DataFrame, *, objectives: Sequence[str] = DEFAULT_OBJE
             if col not in used.columns:
                 continue
             for value in _values(used[col], order):
-                group = used[used[col] == value]
+                has = (used[col] == value).to_numpy(dtype=bool)
+                group = {key: series[has] for key, series in measured.items()}
                 lo, hi = bootstrap_ci(group[metric].to_numpy(), resamples=resamples, seed=seed,
                                       confidence=confidence)
                 rows.append({
-                    "stage": stage, "choice": choice, "value": value, "count": len(group),
-                    f"{metric}_mean": _mean(group[metric]), f"{metric}_lo": lo,
-                    f"{metric}_hi": hi,
+                    "stage": stage, "choice": choice, "value": value,
+                    "count": len(group[metric]), f"{metric}_mean": _mean(group[metric]),
+                    f"{metric}_lo": lo, f"{metric}_hi": hi,
                     "front_share": (float((front[col] == value).mean()) if len(front)
                                     else math.nan),
                     "flops_mean": _mean(group["flops"]), "params_mean": _mean(group["params"]),
@@ -153,8 +157,11 @@ def paired_effects(df: pd.DataFrame, *, metric: str = "val_acc", resamples: int 
     all_params = [f"s{i}.{k}" for i in stages for k in ("downsample", "kernel", "skip",
                                                          "width", "depth")
                   if f"s{i}.{k}" in used.columns]
-    # integer codes per parameter: grouping on one int key is far cheaper than on 15 objects
-    codes = {c: pd.factorize(used[c])[0].astype(np.int64) for c in all_params}
+    # integer codes per parameter: grouping on one int key is far cheaper than on 15 objects.
+    # A missing stage (NaN) gets a code of its own: the -1 sentinel would make _combined's
+    # mixed radix confuse it with another value
+    codes = {c: pd.factorize(used[c], use_na_sentinel=False)[0].astype(np.int64)
+             for c in all_params}
     measures = used[[metric, "flops", "params"]].to_numpy(dtype=np.float64)
     rows = []
     for stage in stages:
@@ -162,10 +169,8 @@ def paired_effects(df: pd.DataFrame, *, metric: str = "val_acc", resamples: int 
             col = f"s{stage}.{choice}"
             if col not in used.columns:
                 continue
-            other = np.zeros(len(used), dtype=np.int64)
-            for c in all_params:
-                if c != col:  # mixed radix, re-factorised so the key never overflows
-                    other = pd.factorize(other * (int(codes[c].max()) + 1) + codes[c])[0]
+            other = pd.factorize(_combined([codes[c] for c in all_params if c != col],
+                                           len(used)))[0]
             frame = pd.DataFrame({"other": other, "value": used[col].to_numpy(),
                                   "m": measures[:, 0], "flops": measures[:, 1],
                                   "params": measures[:, 2]})
@@ -262,6 +267,25 @@ def _usable(df: pd.DataFrame, needed: Sequence[str]) -> pd.DataFrame:
     if "state" in used.columns:
         used = used[used["state"] == "complete"]
     return used
+
+
+def _combined(codes: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """One int64 key per row that is equal exactly where all of ``codes`` (factorize codes,
+    ``>= 0``) are: their mixed-radix number, re-factorised only when the next digit could
+    overflow. ``pd.factorize`` of it numbers the combinations in order of first appearance,
+    as factorising after every digit would, at one pass instead of one per code."""
+    import pandas as pd
+
+    key = np.zeros(n, dtype=np.int64)
+    bound = 1  # key < bound
+    for code in codes:
+        base = int(code.max()) + 1 if len(code) else 1
+        if bound > np.iinfo(np.int64).max // base:
+            key = pd.factorize(key)[0].astype(np.int64)
+            bound = int(key.max()) + 1
+        key = key * base + code
+        bound *= base
+    return key
 
 
 def _stages(df: pd.DataFrame) -> list[int]:

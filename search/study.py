@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -168,18 +169,8 @@ def hypervolume_history(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataF
     complete = _complete(df, names).sort_values("trial", kind="stable")
     losses = loss_matrix(complete, names, scale=complete)
     ref = _reference(names)
-    front = np.zeros((0, len(names)))
-    volume = 0.0
-    volumes, sizes = [], []
-    for point in losses:
-        dominated = bool(len(front)) and bool(np.any(
-            np.all(front <= point, axis=1) & np.any(front < point, axis=1)))
-        if not dominated:
-            keep = ~(np.all(point <= front, axis=1) & np.any(point < front, axis=1))
-            front = np.vstack([front[keep], point])
-            volume = round(_hv(np.unique(front, axis=0), ref), 12)
-        volumes.append(volume)
-        sizes.append(len(front))
+    history = _history_2d if len(names) == 2 else _history_nd
+    volumes, sizes = history(losses, ref)
     return pd.DataFrame({"trial": complete["trial"].to_numpy(), "hypervolume": volumes,
                          "front_size": sizes})
 
@@ -235,6 +226,62 @@ def _mask_nd(values: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _history_2d(losses: np.ndarray, ref: np.ndarray) -> tuple[list[float], list[int]]:
+    """:func:`_history_nd` for two objectives: a bisection per point instead of a pass
+    over the front (100k trials: 0.1 s instead of 1.5 s).
+
+    The distinct front points are kept as a staircase (``xs`` rising, ``ys`` falling) with
+    a multiplicity each, since duplicates of a front point all stay on it. A new point is
+    dominated iff the staircase point with the largest ``x <= px`` is no worse in both
+    objectives and not equal to it; otherwise it replaces the run of points it dominates,
+    which starts where ``x >= px`` and lasts while ``y >= py``. Only then is the volume
+    recomputed, from the staircase, which is exactly ``np.unique`` of the front.
+    """
+    xs: list[float] = []
+    ys: list[float] = []
+    counts: list[int] = []
+    size, volume = 0, 0.0
+    volumes: list[float] = []
+    sizes: list[int] = []
+    for px, py in losses.tolist():
+        i = bisect_right(xs, px) - 1
+        if i >= 0 and ys[i] <= py and (xs[i] < px or ys[i] < py):
+            volumes.append(volume)
+            sizes.append(size)
+            continue
+        if i >= 0 and xs[i] == px and ys[i] == py:
+            counts[i] += 1
+        else:
+            start = bisect_left(xs, px)
+            end = start
+            while end < len(xs) and ys[end] >= py:
+                end += 1
+            size -= sum(counts[start:end])
+            xs[start:end], ys[start:end], counts[start:end] = [px], [py], [1]
+        size += 1
+        volume = round(_hv(np.column_stack([xs, ys]), ref), 12)
+        volumes.append(volume)
+        sizes.append(size)
+    return volumes, sizes
+
+
+def _history_nd(losses: np.ndarray, ref: np.ndarray) -> tuple[list[float], list[int]]:
+    """Hypervolume and front size after each row of ``losses``, any number of objectives."""
+    front = np.zeros((0, losses.shape[1]))
+    volume = 0.0
+    volumes, sizes = [], []
+    for point in losses:
+        dominated = bool(len(front)) and bool(np.any(
+            np.all(front <= point, axis=1) & np.any(front < point, axis=1)))
+        if not dominated:
+            keep = ~(np.all(point <= front, axis=1) & np.any(point < front, axis=1))
+            front = np.vstack([front[keep], point])
+            volume = round(_hv(np.unique(front, axis=0), ref), 12)
+        volumes.append(volume)
+        sizes.append(len(front))
+    return volumes, sizes
+
+
 def _hv(points: np.ndarray, ref: np.ndarray) -> float:
     """Exact hypervolume of ``points`` (minimised, non-dominated or not) up to ``ref``."""
     points = points[np.all(points < ref, axis=1)]
@@ -244,12 +291,15 @@ def _hv(points: np.ndarray, ref: np.ndarray) -> float:
         return float(ref[0] - points[:, 0].min())
     if points.shape[1] == 2:
         order = np.lexsort((points[:, 1], points[:, 0]))
-        volume, bound = 0.0, ref[1]
-        for x, y in points[order]:
-            if y < bound:
-                volume += (ref[0] - x) * (bound - y)
-                bound = y
-        return float(volume)
+        x, y = points[order, 0], points[order, 1]
+        # sweep in x order: a point adds the strip between its y and the lowest y before it
+        # (or the reference). The strips are added left to right (np.cumsum; np.sum would add
+        # pairwise), the sweep's own order, so a front gives the same float to the last bit
+        # however it was built
+        bound = np.minimum.accumulate(np.r_[ref[1], y[:-1]])
+        step = y < bound
+        strips = (ref[0] - x[step]) * (bound[step] - y[step])
+        return float(np.cumsum(strips)[-1]) if len(strips) else 0.0
     # slice along the last objective: between consecutive values, the (k-1)-D volume of the
     # points at or below that value
     order = np.argsort(points[:, -1], kind="stable")
