@@ -172,7 +172,7 @@ class StudySearcher(Searcher):
                              for t in study.get_trials(deepcopy=False))
         self.failed = 0
         self.last_error: str | None = None
-        # a budget's worth of failures in a row of this run means something is broken, not unlucky
+        # a budget's worth of failures in one run means something is broken, not unlucky
         self.max_failures = max(3, config.trials)
 
     def set_search_properties(self, metric: Any, mode: Any, config: Any, **spec: Any) -> bool:
