@@ -14,17 +14,9 @@ import sys
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
-from search.cli import bad_input, cli, db_option, fail
-from search.store import (
-    DB_ENV_VAR,
-    Store,
-    StoreError,
-    display_url,
-    normalize_url,
-    resolve_db_url,
-)
+from search.cli import _database, cli, db_option, fail
+from search.store import DB_ENV_VAR, Store, display_url
 
 __all__ = ["APP", "dashboard", "streamlit_command"]
 
@@ -78,17 +70,10 @@ def dashboard(db: str | None, port: int, host: str) -> None:
     _check_port(host, port)
     if not APP.is_file():
         fail(f"the dashboard app is missing from {APP}")
-    with bad_input():
-        url = normalize_url(resolve_db_url(db))
-    # Refuse a missing, unreachable or out-of-date database here, as bad input (status 2): a
-    # dashboard started on it would only show the same error in the browser.
-    try:
+    # Refuse a missing, out-of-date (status 2) or unreachable (status 1, as every command)
+    # database here: a dashboard started on it would only show the same error in the browser.
+    with _database(db) as url:
         Store.open(url).close()
-    except StoreError as exc:
-        fail(str(exc))
-    except SQLAlchemyError as exc:
-        fail(f"database {display_url(url)}: "
-             f"{str(getattr(exc, 'orig', None) or exc).strip().splitlines()[0]}")
     click.echo(f"dashboard on http://{host}:{port} for {display_url(url)} (Ctrl-C stops it)",
                err=True)
     sys.stdout.flush()
