@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
+from _cli import run
 
 from search.artifacts import ARTIFACTS_ENV_VAR, weights_path
 from search.config import JobConfig
@@ -27,25 +27,6 @@ ARCH = ArchSpec.from_dict({"stages": [
     {"downsample": "strided", "kernel": 3, "skip": "pool", "width": 8},
     {"downsample": "max", "kernel": 5, "skip": "proj", "width": 16},
 ]})
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run(*args: str) -> Result:
-    from search.cli import main
-
-    code = 0
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 @dataclass

@@ -7,33 +7,13 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
+from _cli import run
 from _known import fill
-from click.testing import CliRunner
 
-from search.cli import main
 from search.query import Condition, load_candidates, parse_where
 from search.store import Store
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run(*args: str) -> Result:
-    runner = CliRunner()
-    code = 0
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 @pytest.fixture

@@ -5,34 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from _cli import run
 
-from search.cli import main
 from search.store import DB_ENV_VAR, Store, downgrade, make_engine
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
-    """Run ``poolstride ARGS`` in-process through ``main`` (its one-line error path included)."""
-    runner = CliRunner()
-    code = 0
-    with runner.isolation(env=env) as (out, err, _):
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
-
 
 SUBMIT = ("submit", "--dataset", "digits", "--trials", "3", "--epochs", "1", "--stages", "2")
 
