@@ -35,7 +35,9 @@ def streamlit_command(port: int, host: str) -> list[str]:
             "--server.port", str(port), "--server.address", host,
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             # The app only reads; nothing should reload it when files change.
-            "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+            "--server.fileWatcherType", "none", "--server.runOnSave", "false",
+            # viewers of a study have no use for Streamlit's deploy and developer menus
+            "--client.toolbarMode", "viewer"]
 
 
 def _check_port(host: str, port: int) -> None:
