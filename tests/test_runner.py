@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import shutil
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +23,7 @@ from ray import cloudpickle
 from search.config import JobConfig
 from search.store import Store, list_candidates, optuna_storage
 from workers import runner
+from workers.daemon import Worker
 from workers.data import load_dataset
 from workers.train import TrainConfig, TrainResult, train
 
@@ -48,14 +51,16 @@ def _config(**kw: Any) -> JobConfig:
     return JobConfig.from_mapping({**base, **kw})
 
 
-def _run(db_url: str, config: JobConfig, *, train_fn=train, stop=None, on_progress=None):
+def _run(db_url: str, config: JobConfig, *, train_fn=train, stop=None, on_progress=None,
+         storage=None):
     store = Store.open(db_url, create=True)
     job = store.submit(config)
     claimed = store.claim("w-test", lease_seconds=600)
     assert claimed is not None and claimed.id == job.id
     outcome = runner.run_job(
         store=store, job_id=job.id, config=config, study_name=job.study_name, attempt=1,
-        worker_id="w-test", storage=optuna_storage(db_url), stop=stop, on_progress=on_progress,
+        worker_id="w-test", storage=storage or optuna_storage(db_url), stop=stop,
+        on_progress=on_progress,
         dataset=load_dataset("digits", seed=config.seed), train_fn=train_fn)
     study = optuna.load_study(study_name=job.study_name, storage=optuna_storage(db_url))
     return store, job, outcome, study
@@ -147,9 +152,12 @@ def _cut_connections(arch: Any, dataset: Any, config: TrainConfig, *, url: str,
     """Trains, but first kills every other session on the job's PostgreSQL database."""
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    except psycopg.OperationalError:
+        pass  # the other trial's cut got this one first; the driver's connections are what count
     return train(arch, dataset, config, **kw)
 
 
@@ -160,6 +168,75 @@ def test_lost_database_connections_lose_nothing(ray_instance, pg_url):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     rows = list_candidates(store, job.id)
     assert [(r.state, r.epochs_done) for r in rows] == [("complete", 1)] * 4
+
+
+class _CutConnection:
+    """Terminates the storage's PostgreSQL connection mid-statement, once: in the statement
+    that ``at(statement, parameters)`` first picks or, with ``after_commit``, in the first
+    statement after that one's transaction commits."""
+
+    def __init__(self, engine: sa.Engine, url: str, *, at: Callable[[str, Any], bool],
+                 after_commit: bool = False) -> None:
+        self.url, self.at, self.after_commit, self.state = url, at, after_commit, "watch"
+        sa.event.listen(engine, "before_cursor_execute", self._statement)
+        sa.event.listen(engine, "commit", self._commit)
+
+    def _statement(self, conn, cursor, statement, parameters, *args: Any) -> None:
+        if self.state == "watch" and self.at(statement.lstrip(), parameters):
+            self.state = "picked" if self.after_commit else "armed"
+        if self.state == "armed":
+            self.state = "done"
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)",
+                              (cursor.connection.info.backend_pid,))
+
+    def _commit(self, conn) -> None:
+        if self.state == "picked":
+            self.state = "armed"
+
+
+def _runs_through(pg_url: str, storage, cut: _CutConnection) -> None:
+    store, job, outcome, study = _run(pg_url, _config(trials=3, concurrency=1), storage=storage)
+    assert cut.state == "done"
+    assert outcome.status == "succeeded"
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    rows = list_candidates(store, job.id)
+    assert [(r.trial_number, r.state) for r in rows] == [(n, "complete") for n in range(3)]
+
+
+def test_connection_lost_inside_ask_leaves_no_orphan_trial(ray_instance, pg_url):
+    # the second trial is created, then the connection drops while ask reads it back
+    storage = optuna_storage(pg_url)
+    created = itertools.count(1)
+    _runs_through(pg_url, storage, _CutConnection(
+        storage.engine, pg_url, after_commit=True,
+        at=lambda sql, _: sql.startswith("INSERT INTO trials ") and next(created) == 2))
+
+
+def test_connection_lost_while_recording_a_result_is_retried(ray_instance, pg_url):
+    storage = optuna_storage(pg_url)
+    _runs_through(pg_url, storage, _CutConnection(
+        storage.engine, pg_url,
+        at=lambda sql, params: sql.startswith("INSERT INTO trial_user_attributes")
+        and "val_acc" in str(params)))
+
+
+def test_connection_lost_while_ending_the_job_is_retried(ray_instance, pg_url, tmp_path,
+                                                         monkeypatch):
+    monkeypatch.setenv("POOLSTRIDE_ARTIFACTS", str(tmp_path))
+    store = Store.open(pg_url, create=True)
+    job = store.submit(_config(trials=2))
+    worker = Worker(pg_url)
+    cut = _CutConnection(worker.store.engine, pg_url,
+                         at=lambda sql, params: sql.startswith("UPDATE ps_jobs")
+                         and "succeeded" in str(params))
+    [(job_id, outcome)] = worker.run(once=True)
+    assert cut.state == "done"
+    assert (job_id, outcome.status) == (job.id, "succeeded")
+    after = store.get_job(job.id)
+    assert (after.status, after.attempts, after.trials_done) == ("succeeded", 1, 2)
 
 
 def test_recover_completes_rows_whose_trial_optuna_already_holds(ray_instance, tmp_path):

@@ -18,8 +18,8 @@ from types import FrameType
 from typing import Any
 
 from search.artifacts import artifact_dir
-from search.store import JobInfo, Store, new_worker_id, optuna_storage
-from workers.runner import JobOutcome, StopRequest, ray_session, run_job
+from search.store import JobInfo, LeaseLostError, Store, new_worker_id, optuna_storage
+from workers.runner import JobOutcome, StopRequest, ray_session, retrying, run_job
 
 __all__ = ["Worker"]
 
@@ -117,7 +117,10 @@ class Worker:
             log.exception("job %s failed on this worker", job.id)
             stop.set("error")
             beat.join()
-            after = self.store.fail_attempt(job.id, self.id, error=f"{type(exc).__name__}: {exc}")
+            after = self._end(self.store.fail_attempt, job.id,
+                              error=f"{type(exc).__name__}: {exc}")
+            if after is None:
+                return JobOutcome("interrupted", 0, 0, f"lease lost; {exc}")
             status = "requeued" if after.status == "queued" else after.status
             return JobOutcome(status, 0, 0, f"attempt {after.attempts}/{after.max_attempts}: "
                               f"{exc}")
@@ -126,10 +129,21 @@ class Worker:
         stop.set(stop.reason or "done")
         beat.join()
         if outcome.status == "interrupted":
-            self.store.release_job(job.id, self.id)
+            self._end(self.store.release_job, job.id)
         elif stop.reason != "lease lost":
-            self.store.finish_job(job.id, self.id, status=outcome.status, error=outcome.error)
+            self._end(self.store.finish_job, job.id, status=outcome.status, error=outcome.error)
         return outcome
+
+    def _end(self, write: Callable[..., JobInfo], job_id: int, **kw: Any) -> JobInfo | None:
+        # Retried across a dropped connection; a retry whose first try did commit finds the
+        # job no longer held, as does a worker whose lease ran out: then another worker (or
+        # the first try) owns the job's end, and nothing is written twice.
+        try:
+            return retrying(write, job_id, self.id, **kw)
+        except LeaseLostError:
+            log.warning("job %s is no longer held by this worker; its end is left to its holder",
+                        job_id)
+            return None
 
     def _progress(self, job_id: int, total: int) -> Callable[[int, int], None]:
         def report(completed: int, failed: int) -> None:

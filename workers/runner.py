@@ -36,17 +36,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from sqlalchemy import exc as sa_exc
 
 from search.config import JobConfig
-from search.cost import arch_cost
+from search.cost import Cost, arch_cost
 from search.objectives import direction
 from search.space import ArchSpec, max_stages
 from search.store import Store, list_candidates
 
 __all__ = ["JobOutcome", "StopRequest", "StudySearcher", "make_sampler", "ray_session",
-           "run_job"]
+           "retrying", "run_job"]
 
 log = logging.getLogger(__name__)
 # Tune's result files are off (results live in the database), so its end-of-run analysis
@@ -197,22 +197,16 @@ class StudySearcher(Searcher):
         if self.completed + len(self.live) >= self.config.trials:
             return None  # enough in flight; one may still fail and need replacing
         while not self.exhausted:
-            trial = self.study.ask()
-            _assign_generation(self.study, trial)
+            trial = self._ask()
             try:
-                arch = self.config.space.sample(trial)
-                arch.check_fits(self.input_shape)
-                cost = arch_cost(arch, input_shape=self.input_shape, num_classes=self.num_classes)
+                arch, cost, seed = retrying(self._prepare, trial)
             except ValueError as exc:
                 # refused before training: FAIL with the reason, no budget used, ask again
-                trial.set_user_attr("error", f"rejected: {exc}")
-                self.study.tell(trial, state=TrialState.FAIL)
+                retrying(trial.set_user_attr, "error", f"rejected: {exc}")
+                retrying(self.study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
                 self.failed += 1
                 self.last_error = str(exc)
                 continue
-            seed = int(trial.user_attrs.get("seed", self.config.seed * 1_000_003 + trial.number))
-            trial.set_user_attr("seed", seed)
-            trial.set_user_attr("arch_hash", arch.hash())
             candidate_id = retrying(self.store.start_candidate,
                 job_id=self.job_id, trial_number=trial.number, optuna_trial_id=trial._trial_id,
                 arch=arch, cost=cost, seed=seed, attempt=self.attempt, worker_id=self.worker_id,
@@ -221,6 +215,34 @@ class StudySearcher(Searcher):
             return {"arch": arch.to_dict(), "seed": seed, "trial_number": trial.number,
                     "keep_weights": self.weights_dir is not None}
         return Searcher.FINISHED
+
+    def _ask(self) -> optuna.Trial:
+        try:
+            return self.study.ask()
+        except DB_ERRORS as exc:
+            # ask may have created the trial and lost the connection while sampling it
+            log.warning("database unreachable while asking (%s)", str(exc).splitlines()[0])
+            return retrying(self._adopt_or_ask)
+
+    def _adopt_or_ask(self) -> optuna.Trial:
+        # One worker runs a job, and recover() failed the RUNNING trials of earlier attempts,
+        # so a RUNNING trial that no live candidate holds is one this searcher began.
+        held = {live.trial.number for live in self.live.values()}
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number not in held:
+                return optuna.Trial(self.study, frozen._trial_id)
+        return self.study.ask()
+
+    def _prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, Cost, int]:
+        # Every step is idempotent (a parameter already suggested is read back), so a dropped
+        # connection can retry the whole of it.
+        _assign_generation(self.study, trial)
+        arch = self.config.space.sample(trial)
+        arch.check_fits(self.input_shape)
+        cost = arch_cost(arch, input_shape=self.input_shape, num_classes=self.num_classes)
+        seed = int(trial.user_attrs.get("seed", self.config.seed * 1_000_003 + trial.number))
+        _set_attrs(trial, {"seed": seed, "arch_hash": arch.hash()})
+        return arch, cost, seed
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         live = self.live.get(trial_id)
@@ -262,10 +284,11 @@ class StudySearcher(Searcher):
         if not all(math.isfinite(v) for v in values):
             self._fail(live, f"non-finite objective values {values}")
             return
-        for key in ("val_acc", "test_acc", "latency_ms", "train_s", "trial_s", "device",
-                    "ray_node", "cuda_visible_devices", "epochs_done"):
-            live.trial.set_user_attr(key, last.get(key))
-        live.trial.set_user_attr("ray_resources", json.loads(last.get("ray_resources", "{}")))
+        attrs = {key: last.get(key) for key in (
+            "val_acc", "test_acc", "latency_ms", "train_s", "trial_s", "device", "ray_node",
+            "cuda_visible_devices", "epochs_done")}
+        attrs["ray_resources"] = json.loads(last.get("ray_resources", "{}"))
+        retrying(_set_attrs, live.trial, attrs)
         weights = last.get("weights")
         if self.weights_dir is not None and weights:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +305,7 @@ class StudySearcher(Searcher):
         self.completed += 1
 
     def _fail(self, live: _Live, message: str) -> None:
-        live.trial.set_user_attr("error", message)
+        retrying(live.trial.set_user_attr, "error", message)
         retrying(self.study.tell, live.trial, state=TrialState.FAIL, skip_if_finished=True)
         retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="failed",
                                     epochs_done=live.epochs_seen, error=message)
@@ -293,9 +316,10 @@ class StudySearcher(Searcher):
         if self.stop.reason == "cancel":
             # the user stopped the job: keep what the trial learnt, as PRUNED
             partial = live.last.get("val_acc")
-            live.trial.set_user_attr("epochs_done", live.epochs_seen)
+            attrs = {"epochs_done": live.epochs_seen}
             if partial is not None:
-                live.trial.set_user_attr("val_acc", partial)
+                attrs["val_acc"] = partial
+            retrying(_set_attrs, live.trial, attrs)
             retrying(self.study.tell, live.trial, state=TrialState.PRUNED,
                      skip_if_finished=True)
             retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="pruned",
@@ -303,8 +327,8 @@ class StudySearcher(Searcher):
                                         error="job cancelled")
         else:
             # the worker is going away: the trial runs again, same architecture, elsewhere
-            requeue(self.study, self.study.get_trials(deepcopy=False)[live.trial.number],
-                    reason="worker stopped while the trial ran")
+            retrying(requeue, self.study, live.trial.number,
+                     reason="worker stopped while the trial ran")
             retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="failed",
                                         epochs_done=live.epochs_seen,
                                         error="worker stopped while the trial ran")
@@ -316,6 +340,8 @@ class StudySearcher(Searcher):
 
 
 RETRY_S = 120.0
+DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError,
+             optuna.exceptions.StorageInternalError)
 
 
 def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -328,8 +354,7 @@ def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     while True:
         try:
             return fn(*args, **kwargs)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError,
-                optuna.exceptions.StorageInternalError) as exc:
+        except DB_ERRORS as exc:
             if time.monotonic() > deadline:
                 raise
             log.warning("database unreachable (%s); retrying in %.1f s",
@@ -347,15 +372,25 @@ def _assign_generation(study: optuna.Study, trial: optuna.trial.Trial) -> None:
         sampler.get_trial_generation(study, frozen)
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, *, reason: str) -> None:
-    """Fail a RUNNING trial with ``reason`` and enqueue its architecture to run again."""
+def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def requeue(study: optuna.Study, number: int, *, reason: str) -> None:
+    """Fail trial ``number`` with ``reason`` if still RUNNING and enqueue its architecture again.
+
+    Reads the trial afresh, so a retry after a dropped connection neither fails it twice nor
+    enqueues it twice.
+    """
+    trials = study.get_trials(deepcopy=False)
+    trial = trials[number]
     if trial.state == TrialState.RUNNING:
         study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
-        study.tell(trial.number, state=TrialState.FAIL)
-    retried = {t.user_attrs.get(RETRY_OF) for t in study.get_trials(deepcopy=False)}
-    if trial.number not in retried:
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    if all(t.user_attrs.get(RETRY_OF) != number for t in trials):
         study.enqueue_trial(trial.params, user_attrs={
-            RETRY_OF: trial.number, "seed": trial.user_attrs.get("seed")})
+            RETRY_OF: number, "seed": trial.user_attrs.get("seed")})
 
 
 def recover(study: optuna.Study, store: Store, job_id: int) -> int:
@@ -368,7 +403,7 @@ def recover(study: optuna.Study, store: Store, job_id: int) -> int:
     trials = study.get_trials(deepcopy=False)
     stale = [t for t in trials if t.state == TrialState.RUNNING]
     for trial in stale:
-        requeue(study, trial, reason=_LOST)
+        requeue(study, trial.number, reason=_LOST)
     for row in list_candidates(store, job_id, state="running"):
         trial = trials[row.trial_number]
         if trial.state == TrialState.COMPLETE:
