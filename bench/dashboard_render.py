@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import streamlit as st  # noqa: E402
-from db_scale import fill  # noqa: E402
+from db_scale import add_scale_args, scaled_database  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from search.store import DB_ENV_VAR, Candidate, Epoch, Store, upgrade  # noqa: E402
+from search.store import DB_ENV_VAR, Candidate, Epoch, Store  # noqa: E402
 
 TARGET_S = 3.0
 APP = ROOT / "dashboard" / "app.py"
@@ -79,19 +78,11 @@ def render(page: str, job_id: int, *, cold: bool, at: AppTest | None = None,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--db", help="Database URL (default: a fresh SQLite file).")
+    add_scale_args(parser)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="ps-dashbench-") as tmp:
-        url = args.db or f"sqlite:///{Path(tmp) / 'scale.db'}"
-        upgrade(url)
-        start = time.perf_counter()
-        job_id = fill(url, args.candidates, args.seed)
-        epochs = finish(url, job_id)
-        print(f"filled {args.candidates:,} candidates, {epochs:,} epochs in "
-              f"{time.perf_counter() - start:.1f} s: {url}")
+    with scaled_database(args) as (url, job_id):
+        print(f"and {finish(url, job_id):,} epoch rows")
         os.environ[DB_ENV_VAR] = url
 
         cold_times = {}

@@ -27,12 +27,13 @@ Target: under 1 s for ``pareto`` and the filtered ``trials`` on SQLite. The last
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,27 @@ def fill(url: str, n: int, seed: int) -> int:
         return job.id
 
 
+def add_scale_args(parser: argparse.ArgumentParser) -> None:
+    """The options of :func:`scaled_database`."""
+    parser.add_argument("--candidates", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--db", help="Database URL (default: a fresh SQLite file).")
+
+
+@contextlib.contextmanager
+def scaled_database(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
+    """``--db`` or a fresh SQLite file (removed afterwards), upgraded and filled with
+    ``--candidates`` candidates of one job; yields ``(url, job_id)``."""
+    with tempfile.TemporaryDirectory(prefix="ps-bench-") as tmp:
+        url = args.db or f"sqlite:///{Path(tmp) / 'scale.db'}"
+        upgrade(url)
+        start = time.perf_counter()
+        job_id = fill(url, args.candidates, args.seed)
+        print(f"filled {args.candidates:,} candidates (+{3 * args.candidates:,} stage rows) "
+              f"in {time.perf_counter() - start:.1f} s: {url}")
+        yield url, job_id
+
+
 def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -115,20 +137,11 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", type=int, default=100_000)
+    add_scale_args(parser)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--db", help="Database URL (default: a fresh SQLite file).")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="ps-dbscale-") as tmp:
-        url = args.db or f"sqlite:///{Path(tmp) / 'scale.db'}"
-        upgrade(url)
-        start = time.perf_counter()
-        job_id = fill(url, args.candidates, args.seed)
-        print(f"filled {args.candidates:,} candidates (+{3 * args.candidates:,} stage rows) "
-              f"in {time.perf_counter() - start:.1f} s: {url}")
-
+    with scaled_database(args) as (url, job_id):
         with Store.open(url) as store:
             pareto_s, front = best_of(args.repeat, lambda: load_front(store, job_id))
             trials_s, rows = best_of(args.repeat, lambda: load_candidates(
