@@ -32,9 +32,11 @@ _OPTIONS = {
 
 
 def _url() -> str:
-    return (context.get_x_argument(as_dictionary=True).get("db")
-            or config.get_main_option("sqlalchemy.url")
-            or resolve_db_url(None))
+    return (
+        context.get_x_argument(as_dictionary=True).get("db")
+        or config.get_main_option("sqlalchemy.url")
+        or resolve_db_url(None)
+    )
 
 
 def run_offline() -> None:

@@ -45,19 +45,26 @@ def finish(url: str, job_id: int) -> int:
     records) and end the job ``succeeded``, as a finished study is; returns the epoch rows."""
     with Store.open(url) as store:
         with store.session(write=True) as s:
-            rows = [{"candidate_id": cid, "epoch": 1, "val_acc": acc, "train_loss": 1.0,
-                     "seconds": 1.0}
-                    for cid, acc in s.execute(select(Candidate.id, Candidate.val_acc)
-                                              .where(Candidate.job_id == job_id))]
+            rows = [
+                {"candidate_id": cid, "epoch": 1, "val_acc": acc, "train_loss": 1.0, "seconds": 1.0}
+                for cid, acc in s.execute(
+                    select(Candidate.id, Candidate.val_acc).where(Candidate.job_id == job_id)
+                )
+            ]
             for start in range(0, len(rows), 50_000):
-                s.execute(insert(Epoch), rows[start:start + 50_000])
+                s.execute(insert(Epoch), rows[start : start + 50_000])
         assert store.claim("bench", lease_seconds=60, job_id=job_id) is not None
         store.finish_job(job_id, "bench", "succeeded")
         return len(rows)
 
 
-def render(page: str, job_id: int, *, cold: bool, at: AppTest | None = None,
-           ) -> tuple[float, AppTest]:
+def render(
+    page: str,
+    job_id: int,
+    *,
+    cold: bool,
+    at: AppTest | None = None,
+) -> tuple[float, AppTest]:
     """Seconds of one script run of ``page``; ``cold`` empties the caches first."""
     if at is None:
         at = AppTest.from_file(APP, default_timeout=120)

@@ -51,8 +51,18 @@ from search.store import Candidate, Stage, Store, optuna_storage, upgrade
 
 TARGET_S = 1.0
 WHERE = ("s1.downsample=max", "val_acc>0.5")
-_EFFECT = {"max": 0.0, "avg": -0.01, "strided": -0.005, "conv": 0.01,
-           3: 0.0, 5: 0.004, 7: 0.002, "none": 0.0, "proj": 0.006, "pool": 0.004}
+_EFFECT = {
+    "max": 0.0,
+    "avg": -0.01,
+    "strided": -0.005,
+    "conv": 0.01,
+    3: 0.0,
+    5: 0.004,
+    7: 0.002,
+    "none": 0.0,
+    "proj": 0.006,
+    "pool": 0.004,
+}
 
 
 def fill(url: str, n: int, seed: int) -> int:
@@ -62,21 +72,29 @@ def fill(url: str, n: int, seed: int) -> int:
     with Store.open(url, create=True) as store:
         job = store.submit(config)
         rng = np.random.default_rng(seed)
-        picks = {key: rng.integers(0, len(values), size=n)
-                 for key, values in space.distributions().items()}
+        picks = {
+            key: rng.integers(0, len(values), size=n)
+            for key, values in space.distributions().items()
+        }
         costs: dict[tuple[Any, ...], Any] = {}
         cand_rows, stage_rows = [], []
         with store.session() as s:
-            first_id = (s.query(Candidate.id).order_by(Candidate.id.desc()).limit(1).scalar()
-                        or 0) + 1
+            first_id = (
+                s.query(Candidate.id).order_by(Candidate.id.desc()).limit(1).scalar() or 0
+            ) + 1
         noise = rng.normal(0, 0.02, size=n)
         for i in range(n):
             stages = []
             for st_i, st in enumerate(space.stages, 1):
-                stages.append(StageSpec(
-                    st.downsample[picks[f"s{st_i}.downsample"][i]],
-                    st.kernel[picks[f"s{st_i}.kernel"][i]],
-                    st.skip[picks[f"s{st_i}.skip"][i]], st.width[0], st.depth[0]))
+                stages.append(
+                    StageSpec(
+                        st.downsample[picks[f"s{st_i}.downsample"][i]],
+                        st.kernel[picks[f"s{st_i}.kernel"][i]],
+                        st.skip[picks[f"s{st_i}.skip"][i]],
+                        st.width[0],
+                        st.depth[0],
+                    )
+                )
             key = tuple(stages)
             if key not in costs:
                 arch = ArchSpec(key)
@@ -85,23 +103,42 @@ def fill(url: str, n: int, seed: int) -> int:
             acc = 0.9 + sum(_EFFECT[v] for s in stages for v in (s.downsample, s.kernel, s.skip))
             acc = round(min(max(acc + noise[i], 0.0), 1.0) * 500) / 500
             cid = first_id + i
-            cand_rows.append({
-                "id": cid, "job_id": job.id, "trial_number": i, "optuna_trial_id": None,
-                "state": "complete", "arch_json": arch.canonical_json(),
-                "arch_hash": arch.hash(), "val_acc": acc, "test_acc": acc - 0.004,
-                "flops": cost.flops, "params": cost.params,
-                "activation_bytes": cost.activation_bytes,
-                "receptive_field": cost.receptive_field, "latency_ms": 0.01 + cost.flops / 1e9,
-                "train_s": 5.0 + cost.flops / 1e7, "epochs_done": 1, "epochs_total": 1,
-                "device": "bench", "seed": 0, "attempt": 1, "worker_id": "bench",
-                "error": None, "started_at": job.created_at, "finished_at": job.created_at})
-            stage_rows += [{"candidate_id": cid, "stage": j, **st.to_dict()}
-                           for j, st in enumerate(stages, 1)]
+            cand_rows.append(
+                {
+                    "id": cid,
+                    "job_id": job.id,
+                    "trial_number": i,
+                    "optuna_trial_id": None,
+                    "state": "complete",
+                    "arch_json": arch.canonical_json(),
+                    "arch_hash": arch.hash(),
+                    "val_acc": acc,
+                    "test_acc": acc - 0.004,
+                    "flops": cost.flops,
+                    "params": cost.params,
+                    "activation_bytes": cost.activation_bytes,
+                    "receptive_field": cost.receptive_field,
+                    "latency_ms": 0.01 + cost.flops / 1e9,
+                    "train_s": 5.0 + cost.flops / 1e7,
+                    "epochs_done": 1,
+                    "epochs_total": 1,
+                    "device": "bench",
+                    "seed": 0,
+                    "attempt": 1,
+                    "worker_id": "bench",
+                    "error": None,
+                    "started_at": job.created_at,
+                    "finished_at": job.created_at,
+                }
+            )
+            stage_rows += [
+                {"candidate_id": cid, "stage": j, **st.to_dict()} for j, st in enumerate(stages, 1)
+            ]
         with store.session(write=True) as s:
             for start in range(0, n, 20_000):
-                s.execute(insert(Candidate), cand_rows[start:start + 20_000])
+                s.execute(insert(Candidate), cand_rows[start : start + 20_000])
             for start in range(0, len(stage_rows), 60_000):
-                s.execute(insert(Stage), stage_rows[start:start + 60_000])
+                s.execute(insert(Stage), stage_rows[start : start + 60_000])
         return job.id
 
 
@@ -121,8 +158,10 @@ def scaled_database(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
         upgrade(url)
         start = time.perf_counter()
         job_id = fill(url, args.candidates, args.seed)
-        print(f"filled {args.candidates:,} candidates (+{3 * args.candidates:,} stage rows) "
-              f"in {time.perf_counter() - start:.1f} s: {url}")
+        print(
+            f"filled {args.candidates:,} candidates (+{3 * args.candidates:,} stage rows) "
+            f"in {time.perf_counter() - start:.1f} s: {url}"
+        )
         yield url, job_id
 
 
@@ -144,34 +183,50 @@ def main() -> None:
     with scaled_database(args) as (url, job_id):
         with Store.open(url) as store:
             pareto_s, front = best_of(args.repeat, lambda: load_front(store, job_id))
-            trials_s, rows = best_of(args.repeat, lambda: load_candidates(
-                store, job_id, where=WHERE, sort="-val_acc", limit=50))
+            trials_s, rows = best_of(
+                args.repeat,
+                lambda: load_candidates(store, job_id, where=WHERE, sort="-val_acc", limit=50),
+            )
 
             def analyze() -> tuple[Any, Any, Any]:
                 load_front(store, job_id)
                 frame = load_candidates(store, job_id, where=["state=complete"])
-                return (stage_analysis(frame), paired_effects(frame),
-                        importances(optuna_storage(url), store.get_job(job_id).study_name))
+                return (
+                    stage_analysis(frame),
+                    paired_effects(frame),
+                    importances(optuna_storage(url), store.get_job(job_id).study_name),
+                )
 
             analyze_s, (stages, effects, found) = best_of(args.repeat, analyze)
 
         env = {**os.environ, "POOLSTRIDE_DB": url}
         start = time.perf_counter()
         command = str(Path(sys.executable).with_name("poolstride"))
-        proc = subprocess.run([command, "pareto", str(job_id), "--format", "json"],
-                              capture_output=True, text=True, env=env, check=True,
-                              cwd=Path(__file__).resolve().parent.parent)
+        proc = subprocess.run(
+            [command, "pareto", str(job_id), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         cli_s = time.perf_counter() - start
         assert proc.stdout.startswith("[")
 
-    print(f"pareto:  {pareto_s:.3f} s  ({pareto_s / TARGET_S:.2f}x the {TARGET_S:.0f} s target)"
-          f"  front {len(front.rows)} of {front.complete:,}, hypervolume "
-          f"{front.hypervolume:.4f}")
-    print(f"trials --where {' --where '.join(WHERE)} --sort -val_acc --limit 50:  "
-          f"{trials_s:.3f} s  ({trials_s / TARGET_S:.2f}x the target)  {len(rows)} rows")
-    print(f"analyze: {analyze_s:.3f} s  (no target)  {len(stages)} stage rows, "
-          f"{len(effects)} paired effects, importances "
-          f"{'skipped (no Optuna trials)' if not found else len(found)}")
+    print(
+        f"pareto:  {pareto_s:.3f} s  ({pareto_s / TARGET_S:.2f}x the {TARGET_S:.0f} s target)"
+        f"  front {len(front.rows)} of {front.complete:,}, hypervolume "
+        f"{front.hypervolume:.4f}"
+    )
+    print(
+        f"trials --where {' --where '.join(WHERE)} --sort -val_acc --limit 50:  "
+        f"{trials_s:.3f} s  ({trials_s / TARGET_S:.2f}x the target)  {len(rows)} rows"
+    )
+    print(
+        f"analyze: {analyze_s:.3f} s  (no target)  {len(stages)} stage rows, "
+        f"{len(effects)} paired effects, importances "
+        f"{'skipped (no Optuna trials)' if not found else len(found)}"
+    )
     print(f"poolstride pareto (subprocess, start-up included): {cli_s:.3f} s")
     print(f"db_scale_pareto_s: {pareto_s:.3f}")
 

@@ -41,10 +41,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
-        config = JobConfig.from_mapping({
-            "dataset": args.dataset, "trials": args.trials, "epochs": args.epochs,
-            "concurrency": args.concurrency, "cpus_per_trial": 1, "sampler": "random",
-            "space": {"widths": [int(w) for w in args.widths.split(",")]}})
+        config = JobConfig.from_mapping(
+            {
+                "dataset": args.dataset,
+                "trials": args.trials,
+                "epochs": args.epochs,
+                "concurrency": args.concurrency,
+                "cpus_per_trial": 1,
+                "sampler": "random",
+                "space": {"widths": [int(w) for w in args.widths.split(",")]},
+            }
+        )
         with Store.open(url, create=True) as store:
             job = store.submit(config)
         t0 = time.perf_counter()
@@ -53,21 +60,24 @@ def main() -> None:
         with Store.open(url) as store:
             done = store.get_job(job.id)
             rows = list_candidates(store, job.id, state="complete")
-        trials = optuna.load_study(study_name=done.study_name,
-                                   storage=optuna_storage(url)).trials
+        trials = optuna.load_study(study_name=done.study_name, storage=optuna_storage(url)).trials
     assert done.status == "succeeded", done.error
     assert done.started_at is not None and done.finished_at is not None
     wall = (done.finished_at - done.started_at).total_seconds()
     trial_s = sum(t.user_attrs["trial_s"] for t in trials if "trial_s" in t.user_attrs)
     train_s = sum(r.train_s or 0.0 for r in rows)
     ideal = trial_s / args.concurrency
-    print(f"search: {args.trials} trials x {args.epochs} epochs on {args.dataset}, widths "
-          f"{args.widths}, {args.concurrency} at once")
+    print(
+        f"search: {args.trials} trials x {args.epochs} epochs on {args.dataset}, widths "
+        f"{args.widths}, {args.concurrency} at once"
+    )
     print(f"worker total (incl. Ray start): {total:.2f} s")
     print(f"job wall time (claim to finish): {wall:.2f} s")
     print(f"sum of trial times: {trial_s:.2f} s (of which training steps {train_s:.2f} s)")
-    print(f"mean trial time: {trial_s / len(rows):.2f} s; overhead per trial: "
-          f"{(wall - ideal) * args.concurrency / len(rows):.2f} s")
+    print(
+        f"mean trial time: {trial_s / len(rows):.2f} s; overhead per trial: "
+        f"{(wall - ideal) * args.concurrency / len(rows):.2f} s"
+    )
     print(f"overhead_ratio: {wall / ideal:.3f}")
 
 

@@ -65,8 +65,12 @@ class Arch:
     stages: tuple[Stage, ...]
 
 
-def naive_train(arch: Arch, ds: Dataset, config: TrainConfig, device: torch.device,
-                ) -> tuple[list[float], float]:
+def naive_train(
+    arch: Arch,
+    ds: Dataset,
+    config: TrainConfig,
+    device: torch.device,
+) -> tuple[list[float], float]:
     """The baseline loop; returns per-epoch training seconds and test accuracy."""
     x_host = ds.normalize(ds.x_train)
     n = len(x_host)
@@ -85,7 +89,7 @@ def naive_train(arch: Arch, ds: Dataset, config: TrainConfig, device: torch.devi
         perm = torch.randperm(n)
         total = 0.0
         for step in range(steps):
-            idx = perm[step * batch:(step + 1) * batch]
+            idx = perm[step * batch : (step + 1) * batch]
             xb = x_host[idx]
             if config.augment:
                 xb = augment_batch(xb, pad=pad)
@@ -101,8 +105,12 @@ def naive_train(arch: Arch, ds: Dataset, config: TrainConfig, device: torch.devi
         seconds.append(time.perf_counter() - t0)
         if not math.isfinite(total):
             raise FloatingPointError("the naive loop diverged")
-    test_acc = evaluate(model, ds.normalize(ds.x_test).to(device), ds.y_test.to(device),
-                        batch_size=config.eval_batch_size)
+    test_acc = evaluate(
+        model,
+        ds.normalize(ds.x_test).to(device),
+        ds.y_test.to(device),
+        batch_size=config.eval_batch_size,
+    )
     return seconds, test_acc
 
 
@@ -120,27 +128,44 @@ def load(args: argparse.Namespace, cpu: bool) -> Dataset:
     if args.data == "synthetic":
         # 50k train images at full size, as CIFAR-10 (only what is used on CPU)
         size = 2 * CPU_TRAIN_IMAGES if cpu and not args.full else 62500
-        ds = load_dataset("synthetic", input_shape=(3, 32, 32), size=size, seed=args.seed,
-                          val_fraction=0.1, test_fraction=0.1)
+        ds = load_dataset(
+            "synthetic",
+            input_shape=(3, 32, 32),
+            size=size,
+            seed=args.seed,
+            val_fraction=0.1,
+            test_fraction=0.1,
+        )
     else:
         if not Path(args.data).exists():
             raise SystemExit(f"bench/trainer.py: error: {args.data} does not exist")
-        ds = load_dataset("imagefolder", data_dir=args.data, input_shape=(3, 32, 32),
-                          seed=args.seed, val_fraction=0.02, cache_dir=args.cache_dir)
+        ds = load_dataset(
+            "imagefolder",
+            data_dir=args.data,
+            input_shape=(3, 32, 32),
+            seed=args.seed,
+            val_fraction=0.02,
+            cache_dir=args.cache_dir,
+        )
     if cpu and not args.full:
-        ds = dataclasses.replace(ds, x_train=ds.x_train[:CPU_TRAIN_IMAGES],
-                                 y_train=ds.y_train[:CPU_TRAIN_IMAGES],
-                                 x_test=ds.x_test[:CPU_TEST_IMAGES],
-                                 y_test=ds.y_test[:CPU_TEST_IMAGES])
+        ds = dataclasses.replace(
+            ds,
+            x_train=ds.x_train[:CPU_TRAIN_IMAGES],
+            y_train=ds.y_train[:CPU_TRAIN_IMAGES],
+            x_test=ds.x_test[:CPU_TEST_IMAGES],
+            y_test=ds.y_test[:CPU_TEST_IMAGES],
+        )
     return ds
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
-    p.add_argument("--data", default="synthetic",
-                   help="'synthetic' (default) or an image folder / .tar.gz such as "
-                        "cifar10-jpeg.tar.gz")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="'synthetic' (default) or an image folder / .tar.gz such as cifar10-jpeg.tar.gz",
+    )
     p.add_argument("--epochs", type=int, help="default: 5 synthetic, 15 real data, 3 on CPU")
     p.add_argument("--widths", help="stage widths, default 64,128,256 (16,32,64 on CPU)")
     p.add_argument("--depth", type=int, default=2, help="3x3 convs per stage (default 2)")
@@ -155,41 +180,63 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = resolve_device(args.device)
     cpu = device.type == "cpu"
     real = args.data != "synthetic"
-    widths = (tuple(int(w) for w in args.widths.split(",")) if args.widths
-              else CPU_WIDTHS if cpu else (64, 128, 256))
+    widths = (
+        tuple(int(w) for w in args.widths.split(","))
+        if args.widths
+        else CPU_WIDTHS
+        if cpu
+        else (64, 128, 256)
+    )
     epochs = args.epochs or (CPU_EPOCHS if cpu else 15 if real else 5)
     arch = Arch(tuple(Stage(args.downsample, 3, "none", w, args.depth) for w in widths))
 
     t0 = time.perf_counter()
     ds = load(args, cpu)
-    print(f"data: {args.data} {'x'.join(map(str, ds.input_shape))}, {len(ds.x_train)} train, "
-          f"{len(ds.x_test)} test images (loaded in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"data: {args.data} {'x'.join(map(str, ds.input_shape))}, {len(ds.x_train)} train, "
+        f"{len(ds.x_test)} test images (loaded in {time.perf_counter() - t0:.1f} s)"
+    )
     if cpu:
-        print(f"cpu: scaled down to finish in about a minute ({len(ds.x_train)} train images, "
-              f"widths {','.join(map(str, widths))}, {epochs} epochs); --full, --widths and "
-              "--epochs override it")
-    config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         device=str(device), augment=True)
+        print(
+            f"cpu: scaled down to finish in about a minute ({len(ds.x_train)} train images, "
+            f"widths {','.join(map(str, widths))}, {epochs} epochs); --full, --widths and "
+            "--epochs override it"
+        )
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=str(device),
+        augment=True,
+    )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device: {name}; candidate: {len(widths)} stages, widths "
-          f"{','.join(map(str, widths))}, {args.depth} 3x3 convs each, {args.downsample} "
-          f"downsampling; {epochs} epochs, batch {args.batch_size}, one-cycle lr {args.lr}")
+    print(
+        f"device: {name}; candidate: {len(widths)} stages, widths "
+        f"{','.join(map(str, widths))}, {args.depth} 3x3 convs each, {args.downsample} "
+        f"downsampling; {epochs} epochs, batch {args.batch_size}, one-cycle lr {args.lr}"
+    )
 
     batch = min(config.batch_size, len(ds.x_train))
     per_epoch = len(ds.x_train) // batch * batch
     naive_s, naive_test = naive_train(arch, ds, config, device)
     naive_ips = images_per_s(naive_s, per_epoch)
-    print(f"naive loop (fp32, host batches + host augmentation, .item() per step): "
-          f"{naive_ips:,.0f} images/s, test_acc {naive_test:.4f}")
+    print(
+        f"naive loop (fp32, host batches + host augmentation, .item() per step): "
+        f"{naive_ips:,.0f} images/s, test_acc {naive_test:.4f}"
+    )
 
     trainer_s: list[float] = []
-    result = train(arch, ds, config,
-                   on_epoch=lambda epoch, acc, loss, seconds: trainer_s.append(seconds))
+    result = train(
+        arch, ds, config, on_epoch=lambda epoch, acc, loss, seconds: trainer_s.append(seconds)
+    )
     trainer_ips = images_per_s(trainer_s, per_epoch)
-    print(f"poolstride trainer ({result.precision}, "
-          f"channels_last {'on' if device.type == 'cuda' else 'off'}, device-resident "
-          f"batches + augmentation): {trainer_ips:,.0f} images/s, test_acc "
-          f"{result.test_acc:.4f}, {result.train_s:.1f} s training")
+    print(
+        f"poolstride trainer ({result.precision}, "
+        f"channels_last {'on' if device.type == 'cuda' else 'off'}, device-resident "
+        f"batches + augmentation): {trainer_ips:,.0f} images/s, test_acc "
+        f"{result.test_acc:.4f}, {result.train_s:.1f} s training"
+    )
     print(f"trainer_speedup: {trainer_ips / naive_ips:.2f}")
 
 

@@ -135,10 +135,16 @@ def _refuse_missing_sqlite_file(url: str) -> None:
     # Connecting would create an empty file where the user mistyped a path.
     parsed = make_url(url)
     path = parsed.database
-    if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and (
-            not Path(path).exists() or Path(path).stat().st_size == 0):
-        raise SchemaError(f"database {display_url(url)} does not exist: run "
-                          "`poolstride db upgrade`, or pass the right --db")
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and path
+        and path != ":memory:"
+        and (not Path(path).exists() or Path(path).stat().st_size == 0)
+    ):
+        raise SchemaError(
+            f"database {display_url(url)} does not exist: run "
+            "`poolstride db upgrade`, or pass the right --db"
+        )
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -178,23 +184,31 @@ POINT_METRICS: tuple[str, ...] = ("val_acc", "test_acc", "flops", "params")
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
-def candidates(url: str, job_id: int, version: str, where: tuple[str, ...] = (),
-               sort: str | None = None, limit: int | None = None,
-               columns: tuple[str, ...] | None = None,
-               trials: tuple[int, ...] | None = None) -> pd.DataFrame:
+def candidates(
+    url: str,
+    job_id: int,
+    version: str,
+    where: tuple[str, ...] = (),
+    sort: str | None = None,
+    limit: int | None = None,
+    columns: tuple[str, ...] | None = None,
+    trials: tuple[int, ...] | None = None,
+) -> pd.DataFrame:
     """The job's candidates, read by :func:`search.query.load_candidates` (same arguments:
     the CLI's filter grammar, sort key and limit, run in the database).
 
     Raises:
         ValueError: a malformed filter or sort key (the message is one line for the user).
     """
-    return load_candidates(store(url), job_id, where=where, sort=sort, limit=limit,
-                           columns=columns, trials=trials)
+    return load_candidates(
+        store(url), job_id, where=where, sort=sort, limit=limit, columns=columns, trials=trials
+    )
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
-def front_trials(url: str, job_id: int, version: str,
-                 objectives: tuple[str, ...]) -> tuple[int, ...]:
+def front_trials(
+    url: str, job_id: int, version: str, objectives: tuple[str, ...]
+) -> tuple[int, ...]:
     """Trial numbers of the Pareto front of the job's complete candidates, best first by the
     first objective: :func:`search.study.pareto_front` over the same complete rows that
     ``poolstride pareto`` (:func:`search.query.load_front`) reads."""
@@ -218,21 +232,22 @@ def points(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> 
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
-def hypervolume_curve(url: str, job_id: int, version: str,
-                      objectives: tuple[str, ...]) -> pd.DataFrame:
+def hypervolume_curve(
+    url: str, job_id: int, version: str, objectives: tuple[str, ...]
+) -> pd.DataFrame:
     """Hypervolume and front size after each complete trial
     (:func:`search.study.hypervolume_history`)."""
     return hypervolume_history(points(url, job_id, version, objectives), objectives)
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
-def analysis(url: str, job_id: int, version: str, n_stages: int,
-             objectives: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def analysis(
+    url: str, job_id: int, version: str, n_stages: int, objectives: tuple[str, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-stage table (:func:`search.analysis.stage_analysis`) and the matched-pair
     effects (:func:`search.analysis.paired_effects`, with each row's sentence in a
     ``sentence`` column) of the job's complete candidates, from one read."""
-    wanted = (*stage_columns(n_stages), *dict.fromkeys(("val_acc", "flops", "params",
-                                                        *objectives)))
+    wanted = (*stage_columns(n_stages), *dict.fromkeys(("val_acc", "flops", "params", *objectives)))
     frame = candidates(url, job_id, version, where=("state=complete",), columns=wanted)
     effects = paired_effects(frame)
     effects["sentence"] = [describe_effect(row) for row in effects.to_dict("records")]
@@ -254,9 +269,14 @@ def arch_of(row: Mapping[str, Any]) -> ArchSpec:
         8
     """
     n_stages = sum(1 for key in row if key.endswith(".downsample"))
-    return ArchSpec.from_dict({"stages": [
-        {key: _plain(row[f"s{i}.{key}"]) for key in STAGE_KEYS} for i in range(1, n_stages + 1)
-    ]})
+    return ArchSpec.from_dict(
+        {
+            "stages": [
+                {key: _plain(row[f"s{i}.{key}"]) for key in STAGE_KEYS}
+                for i in range(1, n_stages + 1)
+            ]
+        }
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -264,8 +284,9 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def stage_layers(arch: ArchSpec, input_shape: tuple[int, int, int],
-                 stored_params: int | None = None) -> list[LayerCost]:
+def stage_layers(
+    arch: ArchSpec, input_shape: tuple[int, int, int], stored_params: int | None = None
+) -> list[LayerCost]:
     """Per-part costs of ``arch`` (stem, stages, head) as the search computed them.
 
     The class count is not stored for every dataset (``npz``, ``imagefolder``), but the
@@ -291,8 +312,10 @@ def stage_ops(stage: StageSpec) -> list[str]:
         ['conv 3×3', 'conv 3×3 /2', 'shortcut: 1×1 conv /2 + BN']
     """
     k = stage.kernel
-    ops = [f"conv {k}×{k}" + (" /2" if stage.downsample == "strided" and d == stage.depth - 1
-                              else "") for d in range(stage.depth)]
+    ops = [
+        f"conv {k}×{k}" + (" /2" if stage.downsample == "strided" and d == stage.depth - 1 else "")
+        for d in range(stage.depth)
+    ]
     if stage.downsample in ("max", "avg"):
         ops.append(f"{stage.downsample}-pool 2×2")
     elif stage.downsample == "conv":

@@ -21,20 +21,26 @@ def pick_job(jobs: Sequence[JobInfo], *, need_trials: bool = True) -> JobInfo | 
     """
     shown = [j for j in jobs if j.trials_done > 0] if need_trials else list(jobs)
     if not shown:
-        st.info("No job has complete trials yet. `poolstride submit` queues a search, "
-                "`poolstride worker` runs it.")
+        st.info(
+            "No job has complete trials yet. `poolstride submit` queues a search, "
+            "`poolstride worker` runs it."
+        )
         return None
     by_id = {j.id: j for j in shown}
     ids = sorted(by_id, reverse=True)  # newest first
     wanted = st.query_params.get("job", "")
     default = int(wanted) if wanted.isdigit() and int(wanted) in by_id else ids[0]
     if wanted and wanted != str(default):
-        st.warning(f"Job {wanted} has no complete trials or does not exist; "
-                   f"showing job {default}.")
+        st.warning(f"Job {wanted} has no complete trials or does not exist; showing job {default}.")
     job_id: int = st.selectbox(
-        "Job", ids, index=ids.index(default),
-        format_func=lambda i: (f"{i} · {by_id[i].name} · {by_id[i].status} · "
-                               f"{by_id[i].trials_done}/{by_id[i].trials_total} trials"))
+        "Job",
+        ids,
+        index=ids.index(default),
+        format_func=lambda i: (
+            f"{i} · {by_id[i].name} · {by_id[i].status} · "
+            f"{by_id[i].trials_done}/{by_id[i].trials_total} trials"
+        ),
+    )
     st.query_params["job"] = str(job_id)
     return by_id[job_id]
 

@@ -27,15 +27,24 @@ except (StoreError, SQLAlchemyError) as exc:
     st.error(f"Cannot read database {display_url(url)}: {reason}")
     st.stop()
 
-page = st.navigation([
-    # The default page is served at the app's root address, so it needs no url_path.
-    st.Page(VIEWS / "queue.py", title="Queue", icon=":material/list:", default=True),
-    st.Page(VIEWS / "pareto.py", title="Pareto", icon=":material/scatter_plot:",
-            url_path="pareto"),
-    st.Page(VIEWS / "stages.py", title="Stages", icon=":material/bar_chart:", url_path="stages"),
-    st.Page(VIEWS / "trials.py", title="Trials", icon=":material/table:", url_path="trials"),
-    st.Page(VIEWS / "architecture.py", title="Architecture", icon=":material/schema:",
-            url_path="architecture"),
-])
+page = st.navigation(
+    [
+        # The default page is served at the app's root address, so it needs no url_path.
+        st.Page(VIEWS / "queue.py", title="Queue", icon=":material/list:", default=True),
+        st.Page(
+            VIEWS / "pareto.py", title="Pareto", icon=":material/scatter_plot:", url_path="pareto"
+        ),
+        st.Page(
+            VIEWS / "stages.py", title="Stages", icon=":material/bar_chart:", url_path="stages"
+        ),
+        st.Page(VIEWS / "trials.py", title="Trials", icon=":material/table:", url_path="trials"),
+        st.Page(
+            VIEWS / "architecture.py",
+            title="Architecture",
+            icon=":material/schema:",
+            url_path="architecture",
+        ),
+    ]
+)
 st.sidebar.caption(f"Database: {display_url(url)} (read-only)")
 page.run()

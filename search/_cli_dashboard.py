@@ -31,13 +31,29 @@ def streamlit_command(port: int, host: str) -> list[str]:
         >>> cmd[cmd.index("--server.port") + 1], cmd[cmd.index("--server.address") + 1]
         ('8502', '0.0.0.0')
     """
-    return [sys.executable, "-m", "streamlit", "run", str(APP),
-            "--server.port", str(port), "--server.address", host,
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            # The app only reads; nothing should reload it when files change.
-            "--server.fileWatcherType", "none", "--server.runOnSave", "false",
-            # viewers of a study have no use for Streamlit's deploy and developer menus
-            "--client.toolbarMode", "viewer"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        # The app only reads; nothing should reload it when files change.
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        # viewers of a study have no use for Streamlit's deploy and developer menus
+        "--client.toolbarMode",
+        "viewer",
+    ]
 
 
 def _check_port(host: str, port: int) -> None:
@@ -61,9 +77,12 @@ def _check_port(host: str, port: int) -> None:
 @cli.command()
 @db_option
 @click.option("--port", type=int, default=8501, show_default=True, help="Port to serve on.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind (default: this machine only; 0.0.0.0 serves every "
-                   "interface).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (default: this machine only; 0.0.0.0 serves every interface).",
+)
 def dashboard(db: str | None, port: int, host: str) -> None:
     """Serve the dashboard: queue, Pareto fronts, stage analysis, trials and architectures.
 
@@ -76,8 +95,9 @@ def dashboard(db: str | None, port: int, host: str) -> None:
     # database here: a dashboard started on it would only show the same error in the browser.
     with _database(db) as url:
         Store.open(url).close()
-    click.echo(f"dashboard on http://{host}:{port} for {display_url(url)} (Ctrl-C stops it)",
-               err=True)
+    click.echo(
+        f"dashboard on http://{host}:{port} for {display_url(url)} (Ctrl-C stops it)", err=True
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     # Become Streamlit rather than wrap it: signals (Ctrl-C, a service manager's SIGTERM) then

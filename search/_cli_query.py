@@ -34,18 +34,29 @@ _TABLE_METRICS = ("val_acc", "test_acc", "flops", "params", "latency_ms", "train
 
 
 def _format_option(choices: tuple[str, ...] = FORMATS) -> Any:
-    return click.option("--format", "fmt", type=click.Choice(choices), default="table",
-                        show_default=True, help="Output format.")
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )
 
 
 def _table_columns(job: JobInfo, *, with_state: bool) -> list[str]:
     # the searched parameters only: fixed widths and depths would repeat on every line
-    return ["trial", *(["state"] if with_state else []), *job.config.space.distributions(),
-            *_TABLE_METRICS]
+    return [
+        "trial",
+        *(["state"] if with_state else []),
+        *job.config.space.distributions(),
+        *_TABLE_METRICS,
+    ]
 
 
-def _emit_rows(frame: pd.DataFrame, fmt: str, job: JobInfo, *, with_state: bool,
-               empty: str) -> None:
+def _emit_rows(
+    frame: pd.DataFrame, fmt: str, job: JobInfo, *, with_state: bool, empty: str
+) -> None:
     columns = output_columns(len(job.config.space.stages))
     if fmt == "json":
         emit_json(to_records(frame[columns]))
@@ -60,8 +71,11 @@ def _emit_rows(frame: pd.DataFrame, fmt: str, job: JobInfo, *, with_state: bool,
 
 @cli.command()
 @click.argument("job_id", metavar="JOB", type=int)
-@click.option("--objectives", metavar="A,B",
-              help=f"Objectives of the front, of {', '.join(OBJECTIVES)} (default: the job's).")
+@click.option(
+    "--objectives",
+    metavar="A,B",
+    help=f"Objectives of the front, of {', '.join(OBJECTIVES)} (default: the job's).",
+)
 @_format_option()
 @db_option
 def pareto(job_id: int, objectives: str | None, fmt: str, db: str | None) -> None:
@@ -75,25 +89,39 @@ def pareto(job_id: int, objectives: str | None, fmt: str, db: str | None) -> Non
         job = store.get_job(job_id)
         with bad_input():
             front = load_front(store, job_id, names)
-    _emit_rows(front.rows, fmt, job, with_state=False,
-               empty=f"job {job_id} has no complete candidates yet")
+    _emit_rows(
+        front.rows, fmt, job, with_state=False, empty=f"job {job_id} has no complete candidates yet"
+    )
     if fmt == "table" and not front.rows.empty:
-        click.echo(f"{len(front.rows)} of {front.complete} complete candidates on the front "
-                   f"({', '.join(front.objectives)}); hypervolume {front.hypervolume:.4f}")
+        click.echo(
+            f"{len(front.rows)} of {front.complete} complete candidates on the front "
+            f"({', '.join(front.objectives)}); hypervolume {front.hypervolume:.4f}"
+        )
 
 
 @cli.command()
 @click.argument("job_id", metavar="JOB", type=int)
-@click.option("--where", "where", multiple=True, metavar="EXPR",
-              help="KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N; repeat for AND. "
-                   "Keys: sN.downsample|kernel|skip|width|depth, trial, state, val_acc, "
-                   "test_acc, flops, params, latency_ms, train_s, ...")
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="EXPR",
+    help="KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N; repeat for AND. "
+    "Keys: sN.downsample|kernel|skip|width|depth, trial, state, val_acc, "
+    "test_acc, flops, params, latency_ms, train_s, ...",
+)
 @click.option("--sort", metavar="KEY", help="Sort by KEY, or -KEY descending (default trial).")
 @click.option("--limit", type=click.IntRange(min=0), help="At most N rows.")
 @_format_option()
 @db_option
-def trials(job_id: int, where: tuple[str, ...], sort: str | None, limit: int | None, fmt: str,
-           db: str | None) -> None:
+def trials(
+    job_id: int,
+    where: tuple[str, ...],
+    sort: str | None,
+    limit: int | None,
+    fmt: str,
+    db: str | None,
+) -> None:
     """List the job's candidates, filtered and sorted in the database."""
     with _database(db) as url, Store.open(url) as store:
         job = store.get_job(job_id)
@@ -116,9 +144,18 @@ def analyze(job_id: int, fmt: str, db: str | None) -> None:
         found = importances(optuna_storage(url), job.study_name)
     if frame.empty:
         if fmt == "json":
-            emit_json({"job": job_id, "objectives": list(objectives), "complete": 0,
-                       "front_size": 0, "hypervolume": 0.0, "stages": [], "effects": [],
-                       "importances": {}})
+            emit_json(
+                {
+                    "job": job_id,
+                    "objectives": list(objectives),
+                    "complete": 0,
+                    "front_size": 0,
+                    "hypervolume": 0.0,
+                    "stages": [],
+                    "effects": [],
+                    "importances": {},
+                }
+            )
         else:
             click.echo(f"job {job_id} has no complete candidates yet")
         return
@@ -127,25 +164,45 @@ def analyze(job_id: int, fmt: str, db: str | None) -> None:
     effects = paired_effects(frame)
     effect_rows = [{**row, "text": describe_effect(row)} for row in to_records(effects)]
     if fmt == "json":
-        emit_json({"job": job_id, "objectives": list(objectives), "complete": front.complete,
-                   "front_size": len(front.rows), "hypervolume": front.hypervolume,
-                   "stages": to_records(stages), "effects": effect_rows,
-                   "importances": found})
+        emit_json(
+            {
+                "job": job_id,
+                "objectives": list(objectives),
+                "complete": front.complete,
+                "front_size": len(front.rows),
+                "hypervolume": front.hypervolume,
+                "stages": to_records(stages),
+                "effects": effect_rows,
+                "importances": found,
+            }
+        )
         return
-    click.echo(f"job {job_id}: {front.complete} complete candidates, front of "
-               f"{len(front.rows)} over {', '.join(objectives)}, hypervolume "
-               f"{front.hypervolume:.4f}")
+    click.echo(
+        f"job {job_id}: {front.complete} complete candidates, front of "
+        f"{len(front.rows)} over {', '.join(objectives)}, hypervolume "
+        f"{front.hypervolume:.4f}"
+    )
     if stages.empty:
         return
     click.echo("")
     header = ["STAGE", "CHOICE", "VALUE", "N", "VAL_ACC", "95% CI", "FRONT", "FLOPS", "PARAMS"]
-    _print_table(header, [[
-        str(r["stage"]), r["choice"], str(r["value"]), str(r["count"]),
-        f"{r['val_acc_mean']:.4f}",
-        f"[{r['val_acc_lo']:.4f}, {r['val_acc_hi']:.4f}]" if r["count"] > 1 else "-",
-        "-" if r["front_share"] is None else f"{r['front_share']:.0%}",
-        _fmt(round(r["flops_mean"])), _fmt(round(r["params_mean"]))]
-        for r in to_records(stages)])
+    _print_table(
+        header,
+        [
+            [
+                str(r["stage"]),
+                r["choice"],
+                str(r["value"]),
+                str(r["count"]),
+                f"{r['val_acc_mean']:.4f}",
+                f"[{r['val_acc_lo']:.4f}, {r['val_acc_hi']:.4f}]" if r["count"] > 1 else "-",
+                "-" if r["front_share"] is None else f"{r['front_share']:.0%}",
+                _fmt(round(r["flops_mean"])),
+                _fmt(round(r["params_mean"])),
+            ]
+            for r in to_records(stages)
+        ],
+    )
     click.echo("")
     if effect_rows:
         click.echo("paired effects (architectures that differ in that one choice only):")
@@ -163,16 +220,29 @@ def analyze(job_id: int, fmt: str, db: str | None) -> None:
 @cli.command()
 @click.argument("job_id", metavar="JOB", type=int)
 @click.option("--trial", "trial", type=int, required=True, help="The candidate's trial number.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="File to write.")
-@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="torchscript",
-              show_default=True, help="torchscript (torch.jit.load), onnx, or state (state "
-                                      "dict + architecture, plus a sibling .json).")
-@click.option("--untrained", is_flag=True,
-              help="Export the architecture with random weights when none were kept.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    default="torchscript",
+    show_default=True,
+    help="torchscript (torch.jit.load), onnx, or state (state "
+    "dict + architecture, plus a sibling .json).",
+)
+@click.option(
+    "--untrained",
+    is_flag=True,
+    help="Export the architecture with random weights when none were kept.",
+)
 @db_option
-def export(job_id: int, trial: int, out: Path, fmt: str, untrained: bool,
-           db: str | None) -> None:
+def export(job_id: int, trial: int, out: Path, fmt: str, untrained: bool, db: str | None) -> None:
     """Rebuild one candidate, with its trained weights where the job kept them, and save it.
 
     TorchScript and ONNX models take raw NCHW float32 pixels (the dataset's own scale, e.g.
@@ -182,14 +252,18 @@ def export(job_id: int, trial: int, out: Path, fmt: str, untrained: bool,
     if fmt == "onnx":
         missing = [m for m in ("onnx", "onnxscript") if not _importable(m)]
         if missing:
-            fail(f"--format onnx needs the {' and '.join(missing)} package"
-                 f"{'s' * (len(missing) > 1)}: pip install {' '.join(missing)}")
+            fail(
+                f"--format onnx needs the {' and '.join(missing)} package"
+                f"{'s' * (len(missing) > 1)}: pip install {' '.join(missing)}"
+            )
     if not out.parent.is_dir():
         fail(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
     sidecar = out.with_suffix(".json")
     if fmt == "state" and sidecar == out:
-        fail(f"--out {str(out)!r}: the state file needs another suffix than .json "
-             "(the architecture goes to the .json beside it)")
+        fail(
+            f"--out {str(out)!r}: the state file needs another suffix than .json "
+            "(the architecture goes to the .json beside it)"
+        )
     from search.artifacts import weights_path
     from search.datasets import dataset_info
 
@@ -211,32 +285,49 @@ def export(job_id: int, trial: int, out: Path, fmt: str, untrained: bool,
     if weights_file.is_file():
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
     elif not untrained:
-        fail(f"job {job_id} kept no trained weights for trial {trial} (no {weights_file}; jobs "
-             "keep the Pareto front's by default, see --keep-weights); --untrained exports "
-             "the architecture with random weights")
+        fail(
+            f"job {job_id} kept no trained weights for trial {trial} (no {weights_file}; jobs "
+            "keep the Pareto front's by default, see --keep-weights); --untrained exports "
+            "the architecture with random weights"
+        )
     else:
-        click.echo(f"poolstride: warning: job {job_id} kept no trained weights for trial "
-                   f"{trial}; exporting a randomly initialised model", err=True)
+        click.echo(
+            f"poolstride: warning: job {job_id} kept no trained weights for trial "
+            f"{trial}; exporting a randomly initialised model",
+            err=True,
+        )
     num_classes = dataset_info(job.config.dataset).num_classes
     if num_classes is None and state is not None:
         num_classes = int(state["head.weight"].shape[0])
     if num_classes is None:
-        fail(f"dataset {job.config.dataset} has no fixed class count and no weights were "
-             "kept; cannot size the classifier")
+        fail(
+            f"dataset {job.config.dataset} has no fixed class count and no weights were "
+            "kept; cannot size the classifier"
+        )
     model = build_model(arch, in_channels=input_shape[0], num_classes=num_classes)
     if state is not None:
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            _die(f"weights {weights_file} do not fit trial {trial}'s architecture: "
-                 f"{str(exc).splitlines()[0]}")
+            _die(
+                f"weights {weights_file} do not fit trial {trial}'s architecture: "
+                f"{str(exc).splitlines()[0]}"
+            )
     model.eval()
     mean, std = _input_stats(job.config)
     example = torch.zeros(2, *input_shape)
-    meta = {"job": job_id, "trial": trial, "arch": arch.to_dict(),
-            "input_shape": list(input_shape), "num_classes": num_classes,
-            "trained": state is not None, "val_acc": row.get("val_acc"),
-            "dataset": job.config.dataset, "mean": mean, "std": std}
+    meta = {
+        "job": job_id,
+        "trial": trial,
+        "arch": arch.to_dict(),
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "trained": state is not None,
+        "val_acc": row.get("val_acc"),
+        "dataset": job.config.dataset,
+        "mean": mean,
+        "std": std,
+    }
     exported: torch.nn.Module = model
     if fmt != "state" and mean is not None and std is not None:
         exported = Normalized(model, mean, std).eval()
@@ -245,15 +336,23 @@ def export(job_id: int, trial: int, out: Path, fmt: str, untrained: bool,
             traced = torch.jit.trace(exported, example)
         torch.jit.save(traced, str(out))
     elif fmt == "onnx":
-        torch.onnx.export(exported, (example,), str(out), input_names=["input"],
-                          output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            exported,
+            (example,),
+            str(out),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
     else:
         torch.save({**meta, "state_dict": model.state_dict()}, out)
         sidecar.write_text(json.dumps(meta, indent=2) + "\n")
     what = "trained" if state is not None else "untrained"
-    click.echo(f"trial {trial} of job {job_id} ({what}) written to {out}"
-               + (f" and {sidecar}" if fmt == "state" else ""), err=True)
+    click.echo(
+        f"trial {trial} of job {job_id} ({what}) written to {out}"
+        + (f" and {sidecar}" if fmt == "state" else ""),
+        err=True,
+    )
 
 
 def _input_stats(config: JobConfig) -> tuple[list[float] | None, list[float] | None]:
@@ -261,19 +360,31 @@ def _input_stats(config: JobConfig) -> tuple[list[float] | None, list[float] | N
     from workers.data import load_dataset
 
     try:
-        data = load_dataset(config.dataset, data_dir=config.data_dir,
-                            input_shape=config.space.input_shape, seed=config.seed)
+        data = load_dataset(
+            config.dataset,
+            data_dir=config.data_dir,
+            input_shape=config.space.input_shape,
+            seed=config.seed,
+        )
     except ValueError as exc:
-        click.echo(f"poolstride: warning: cannot load {config.dataset} for its input statistics "
-                   f"({exc}); the exported model expects normalised inputs", err=True)
+        click.echo(
+            f"poolstride: warning: cannot load {config.dataset} for its input statistics "
+            f"({exc}); the exported model expects normalised inputs",
+            err=True,
+        )
         return None, None
     return list(data.mean), list(data.std)
 
 
 def _arch_of(row: dict[str, Any], n_stages: int) -> ArchSpec:
-    return ArchSpec.from_dict({"stages": [
-        {k: row[f"s{i}.{k}"] for k in ("downsample", "kernel", "skip", "width", "depth")}
-        for i in range(1, n_stages + 1)]})
+    return ArchSpec.from_dict(
+        {
+            "stages": [
+                {k: row[f"s{i}.{k}"] for k in ("downsample", "kernel", "skip", "width", "depth")}
+                for i in range(1, n_stages + 1)
+            ]
+        }
+    )
 
 
 def _importable(name: str) -> bool:

@@ -39,16 +39,20 @@ __all__ = [
     "stage_analysis",
 ]
 
-CHOICES: dict[str, tuple[Any, ...]] = {"downsample": DOWNSAMPLES, "kernel": KERNELS,
-                                       "skip": SKIPS}
+CHOICES: dict[str, tuple[Any, ...]] = {"downsample": DOWNSAMPLES, "kernel": KERNELS, "skip": SKIPS}
 # above this many values the percentile bootstrap of a mean equals the normal interval to
 # the printed precision, and costs n × resamples draws; use the closed form instead
 BOOTSTRAP_MAX_N = 5000
 _Z = {0.90: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004}
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, *, resamples: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values``.
 
     ``resamples`` resamples (with replacement, ``numpy.random.default_rng(seed)``, indices
@@ -79,9 +83,15 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, resamples: int = 1000,
     return float(lo), float(hi)
 
 
-def stage_analysis(df: pd.DataFrame, *, objectives: Sequence[str] = DEFAULT_OBJECTIVES,
-                   metric: str = "val_acc", resamples: int = 1000, seed: int = 0,
-                   confidence: float = 0.95) -> pd.DataFrame:
+def stage_analysis(
+    df: pd.DataFrame,
+    *,
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
+    metric: str = "val_acc",
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Per stage and per value of each choice: count, mean ``metric`` with a bootstrap
     interval, share of the Pareto front, mean FLOPs and params.
 
@@ -115,23 +125,48 @@ def stage_analysis(df: pd.DataFrame, *, objectives: Sequence[str] = DEFAULT_OBJE
             for value in _values(used[col], order):
                 has = (used[col] == value).to_numpy(dtype=bool)
                 group = {key: series[has] for key, series in measured.items()}
-                lo, hi = bootstrap_ci(group[metric].to_numpy(), resamples=resamples, seed=seed,
-                                      confidence=confidence)
-                rows.append({
-                    "stage": stage, "choice": choice, "value": value,
-                    "count": len(group[metric]), f"{metric}_mean": _mean(group[metric]),
-                    f"{metric}_lo": lo, f"{metric}_hi": hi,
-                    "front_share": (float((front[col] == value).mean()) if len(front)
-                                    else math.nan),
-                    "flops_mean": _mean(group["flops"]), "params_mean": _mean(group["params"]),
-                })
-    columns = ["stage", "choice", "value", "count", f"{metric}_mean", f"{metric}_lo",
-               f"{metric}_hi", "front_share", "flops_mean", "params_mean"]
+                lo, hi = bootstrap_ci(
+                    group[metric].to_numpy(), resamples=resamples, seed=seed, confidence=confidence
+                )
+                rows.append(
+                    {
+                        "stage": stage,
+                        "choice": choice,
+                        "value": value,
+                        "count": len(group[metric]),
+                        f"{metric}_mean": _mean(group[metric]),
+                        f"{metric}_lo": lo,
+                        f"{metric}_hi": hi,
+                        "front_share": (
+                            float((front[col] == value).mean()) if len(front) else math.nan
+                        ),
+                        "flops_mean": _mean(group["flops"]),
+                        "params_mean": _mean(group["params"]),
+                    }
+                )
+    columns = [
+        "stage",
+        "choice",
+        "value",
+        "count",
+        f"{metric}_mean",
+        f"{metric}_lo",
+        f"{metric}_hi",
+        "front_share",
+        "flops_mean",
+        "params_mean",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
-def paired_effects(df: pd.DataFrame, *, metric: str = "val_acc", resamples: int = 1000,
-                   seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+def paired_effects(
+    df: pd.DataFrame,
+    *,
+    metric: str = "val_acc",
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Matched-pair effects of changing one stage choice while everything else stays equal.
 
     For each stage, choice and pair of values ``(baseline, alternative)`` (the baseline is the
@@ -154,14 +189,18 @@ def paired_effects(df: pd.DataFrame, *, metric: str = "val_acc", resamples: int 
 
     used = _usable(df, [metric, "flops", "params"])
     stages = _stages(df)
-    all_params = [f"s{i}.{k}" for i in stages for k in ("downsample", "kernel", "skip",
-                                                         "width", "depth")
-                  if f"s{i}.{k}" in used.columns]
+    all_params = [
+        f"s{i}.{k}"
+        for i in stages
+        for k in ("downsample", "kernel", "skip", "width", "depth")
+        if f"s{i}.{k}" in used.columns
+    ]
     # integer codes per parameter: grouping on one int key is far cheaper than on 15 objects.
     # A missing stage (NaN) gets a code of its own: the -1 sentinel would make _combined's
     # mixed radix confuse it with another value
-    codes = {c: pd.factorize(used[c], use_na_sentinel=False)[0].astype(np.int64)
-             for c in all_params}
+    codes = {
+        c: pd.factorize(used[c], use_na_sentinel=False)[0].astype(np.int64) for c in all_params
+    }
     measures = used[[metric, "flops", "params"]].to_numpy(dtype=np.float64)
     rows = []
     for stage in stages:
@@ -169,32 +208,55 @@ def paired_effects(df: pd.DataFrame, *, metric: str = "val_acc", resamples: int 
             col = f"s{stage}.{choice}"
             if col not in used.columns:
                 continue
-            other = pd.factorize(_combined([codes[c] for c in all_params if c != col],
-                                           len(used)))[0]
-            frame = pd.DataFrame({"other": other, "value": used[col].to_numpy(),
-                                  "m": measures[:, 0], "flops": measures[:, 1],
-                                  "params": measures[:, 2]})
+            other = pd.factorize(_combined([codes[c] for c in all_params if c != col], len(used)))[
+                0
+            ]
+            frame = pd.DataFrame(
+                {
+                    "other": other,
+                    "value": used[col].to_numpy(),
+                    "m": measures[:, 0],
+                    "flops": measures[:, 1],
+                    "params": measures[:, 2],
+                }
+            )
             # repeated architectures are averaged into one cell first
-            cells = {value: group.groupby("other")[["m", "flops", "params"]].mean()
-                     for value, group in frame.groupby("value", sort=False)}
+            cells = {
+                value: group.groupby("other")[["m", "flops", "params"]].mean()
+                for value, group in frame.groupby("value", sort=False)
+            }
             for base, alt in itertools.combinations(_values(used[col], order), 2):
-                both = cells[base].add_suffix("_a").join(cells[alt].add_suffix("_b"),
-                                                         how="inner")
+                both = cells[base].add_suffix("_a").join(cells[alt].add_suffix("_b"), how="inner")
                 if both.empty:
                     continue
                 delta = (both["m_b"] - both["m_a"]).to_numpy()
-                lo, hi = bootstrap_ci(delta, resamples=resamples, seed=seed,
-                                      confidence=confidence)
-                rows.append({
-                    "stage": stage, "choice": choice, "baseline": base, "alternative": alt,
-                    "pairs": len(both), f"delta_{metric}": float(delta.mean()),
-                    f"delta_{metric}_lo": lo, f"delta_{metric}_hi": hi,
-                    "flops_change_pct": _pct(both["flops_b"], both["flops_a"]),
-                    "params_change_pct": _pct(both["params_b"], both["params_a"]),
-                })
-    columns = ["stage", "choice", "baseline", "alternative", "pairs", f"delta_{metric}",
-               f"delta_{metric}_lo", f"delta_{metric}_hi", "flops_change_pct",
-               "params_change_pct"]
+                lo, hi = bootstrap_ci(delta, resamples=resamples, seed=seed, confidence=confidence)
+                rows.append(
+                    {
+                        "stage": stage,
+                        "choice": choice,
+                        "baseline": base,
+                        "alternative": alt,
+                        "pairs": len(both),
+                        f"delta_{metric}": float(delta.mean()),
+                        f"delta_{metric}_lo": lo,
+                        f"delta_{metric}_hi": hi,
+                        "flops_change_pct": _pct(both["flops_b"], both["flops_a"]),
+                        "params_change_pct": _pct(both["params_b"], both["params_a"]),
+                    }
+                )
+    columns = [
+        "stage",
+        "choice",
+        "baseline",
+        "alternative",
+        "pairs",
+        f"delta_{metric}",
+        f"delta_{metric}_lo",
+        f"delta_{metric}_hi",
+        "flops_change_pct",
+        "params_change_pct",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -218,13 +280,16 @@ def describe_effect(row: Mapping[str, Any], *, metric: str = "val_acc") -> str:
     # "strided instead of max" needs no name; "5 instead of 3" does: "kernel 5 instead of 3"
     kind = "" if row["choice"] == "downsample" else f"{row['choice']} "
     what = f"{kind}{row['alternative']} instead of {row['baseline']}"
-    return (f"stage {row['stage']}: {what} changes {metric} by {delta:+.4f} ± {half:.4f} and "
-            f"FLOPs by {float(row['flops_change_pct']):+.1f}% "
-            f"({pairs} pair{'s' * (pairs != 1)})")
+    return (
+        f"stage {row['stage']}: {what} changes {metric} by {delta:+.4f} ± {half:.4f} and "
+        f"FLOPs by {float(row['flops_change_pct']):+.1f}% "
+        f"({pairs} pair{'s' * (pairs != 1)})"
+    )
 
 
-def importances(storage: Any, study_name: str, *, objective: int = 0,
-                min_trials: int = 4, seed: int = 0) -> dict[str, float]:
+def importances(
+    storage: Any, study_name: str, *, objective: int = 0, min_trials: int = 4, seed: int = 0
+) -> dict[str, float]:
     """Optuna's parameter importances (fANOVA, seeded) for objective number ``objective``.
 
     ``storage`` is an Optuna storage or URL (:func:`search.store.optuna_storage` of the
@@ -248,8 +313,10 @@ def importances(storage: Any, study_name: str, *, objective: int = 0,
         return {}
     try:
         found = get_param_importances(
-            study, evaluator=FanovaImportanceEvaluator(seed=seed),
-            target=lambda t: t.values[objective])
+            study,
+            evaluator=FanovaImportanceEvaluator(seed=seed),
+            target=lambda t: t.values[objective],
+        )
     except (ValueError, RuntimeError):
         return {}
     return {str(k): float(v) for k, v in found.items()}
@@ -289,9 +356,11 @@ def _combined(codes: Sequence[np.ndarray], n: int) -> np.ndarray:
 
 
 def _stages(df: pd.DataFrame) -> list[int]:
-    found = {int(c[1:c.index(".")]) for c in df.columns
-             if isinstance(c, str) and c.startswith("s") and "." in c and c[1:c.index(".")]
-             .isdigit()}
+    found = {
+        int(c[1 : c.index(".")])
+        for c in df.columns
+        if isinstance(c, str) and c.startswith("s") and "." in c and c[1 : c.index(".")].isdigit()
+    }
     return sorted(found)
 
 

@@ -90,18 +90,29 @@ def _csv(text: str) -> list[Any]:
 def space_options(fn: F) -> F:
     """The search-space flags; the same keys as the TOML config (which they override)."""
     options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                     help="TOML file with the space keys (top level or a [space] table)."),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            help="TOML file with the space keys (top level or a [space] table).",
+        ),
         click.option("--input", "input_shape", help="Input shape CxHxW, e.g. 3x32x32."),
         click.option("--stages", type=int, help="Number of stages."),
-        click.option("--widths", help="Width per stage, e.g. 32,64,128; 16/32 makes one "
-                                      "stage's width searchable."),
+        click.option(
+            "--widths",
+            help="Width per stage, e.g. 32,64,128; 16/32 makes one stage's width searchable.",
+        ),
         click.option("--depth", help="Convs per stage (all stages), e.g. 1 or 1,2 to search."),
         click.option("--downsample", help="Allowed downsamples, e.g. max,avg,strided,conv."),
         click.option("--kernel", help="Allowed kernel sizes, e.g. 3,5,7."),
         click.option("--skip", help="Allowed skips, e.g. none,proj,pool."),
-        click.option("--override", "overrides", multiple=True, metavar="sN.KEY=V1,V2",
-                     help="One stage's allowed values, e.g. s2.downsample=max,strided."),
+        click.option(
+            "--override",
+            "overrides",
+            multiple=True,
+            metavar="sN.KEY=V1,V2",
+            help="One stage's allowed values, e.g. s2.downsample=max,strided.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -114,10 +125,18 @@ def space_from_flags(*, config_path: str | None, **flags: Any) -> SpaceConfig:
     return SpaceConfig.from_mapping(space_mapping_from_flags(data, **flags))
 
 
-def space_mapping_from_flags(base: Mapping[str, Any], *, input_shape: str | None,
-                             stages: int | None, widths: str | None, depth: str | None,
-                             downsample: str | None, kernel: str | None, skip: str | None,
-                             overrides: tuple[str, ...]) -> dict[str, Any]:
+def space_mapping_from_flags(
+    base: Mapping[str, Any],
+    *,
+    input_shape: str | None,
+    stages: int | None,
+    widths: str | None,
+    depth: str | None,
+    downsample: str | None,
+    kernel: str | None,
+    skip: str | None,
+    overrides: tuple[str, ...],
+) -> dict[str, Any]:
     """The space keys of ``base`` (a loaded TOML table) with the space flags applied on top."""
     data = dict(base)
     if input_shape is not None:
@@ -127,10 +146,16 @@ def space_mapping_from_flags(base: Mapping[str, Any], *, input_shape: str | None
         if widths is None and "widths" in data and len(data["widths"]) != stages:
             del data["widths"]  # --stages alone rescales the default widths
     if widths is not None:
-        data["widths"] = [[_scalar(c) for c in w.split("/")] if "/" in w else _scalar(w)
-                          for w in widths.split(",")]
-    for key, value in (("depth", depth), ("downsample", downsample), ("kernel", kernel),
-                       ("skip", skip)):
+        data["widths"] = [
+            [_scalar(c) for c in w.split("/")] if "/" in w else _scalar(w)
+            for w in widths.split(",")
+        ]
+    for key, value in (
+        ("depth", depth),
+        ("downsample", downsample),
+        ("kernel", kernel),
+        ("skip", skip),
+    ):
         if value is not None:
             data[key] = _csv(value)
     if overrides:
@@ -173,13 +198,15 @@ def arch() -> None:
 
 @arch.command("cost")
 @click.argument("arch_json")
-@click.option("--input", "input_shape", default="1x28x28", show_default=True,
-              help="Input shape CxHxW.")
+@click.option(
+    "--input", "input_shape", default="1x28x28", show_default=True, help="Input shape CxHxW."
+)
 @click.option("--classes", "num_classes", type=int, default=10, show_default=True)
 @click.option("--measure", is_flag=True, help="Also build the module and count with torch.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def arch_cost_cmd(arch_json: str, input_shape: str, num_classes: int, measure: bool,
-                  as_json: bool) -> None:
+def arch_cost_cmd(
+    arch_json: str, input_shape: str, num_classes: int, measure: bool, as_json: bool
+) -> None:
     """Params, FLOPs, activation bytes and receptive field of ARCH_JSON (a string or @file)."""
     with bad_input():
         spec = ArchSpec.from_json(read_arg(arch_json))
@@ -208,8 +235,12 @@ EXIT_FAILURE = 1
 
 def db_option(fn: F) -> F:
     """The ``--db URL`` option every database command takes."""
-    return click.option("--db", "db", metavar="URL",
-                        help=f"Database URL (default: ${DB_ENV_VAR}, else {DEFAULT_DB_URL}).")(fn)
+    return click.option(
+        "--db",
+        "db",
+        metavar="URL",
+        help=f"Database URL (default: ${DB_ENV_VAR}, else {DEFAULT_DB_URL}).",
+    )(fn)
 
 
 def _die(message: str) -> NoReturn:
@@ -234,18 +265,35 @@ def _database(db: str | None) -> Iterator[str]:
         _die(f"database {display_url(url)}: {reason}")
 
 
-def job_config_from_flags(*, config_path: str | None, input_shape: str | None,
-                          stages: int | None, widths: str | None, depth: str | None,
-                          downsample: str | None, kernel: str | None, skip: str | None,
-                          overrides: tuple[str, ...], **job_flags: Any) -> JobConfig:
+def job_config_from_flags(
+    *,
+    config_path: str | None,
+    input_shape: str | None,
+    stages: int | None,
+    widths: str | None,
+    depth: str | None,
+    downsample: str | None,
+    kernel: str | None,
+    skip: str | None,
+    overrides: tuple[str, ...],
+    **job_flags: Any,
+) -> JobConfig:
     """Merge the job TOML (if any) with the flags into a validated :class:`JobConfig`."""
     data: dict[str, Any] = load_toml(config_path) if config_path else {}
     space = data.pop("space", {})
     if not isinstance(space, dict):
         raise ValueError("[space] must be a table of space keys")
     space_map = space_mapping_from_flags(
-        space, input_shape=input_shape, stages=stages, widths=widths, depth=depth,
-        downsample=downsample, kernel=kernel, skip=skip, overrides=overrides)
+        space,
+        input_shape=input_shape,
+        stages=stages,
+        widths=widths,
+        depth=depth,
+        downsample=downsample,
+        kernel=kernel,
+        skip=skip,
+        overrides=overrides,
+    )
     return JobConfig.from_mapping(data, overrides={**job_flags, "space": space_map})
 
 
@@ -254,27 +302,39 @@ def job_options(fn: F) -> F:
     options = [
         click.option("--name", help="Job name (default: the dataset)."),
         click.option("--dataset", help=f"One of {', '.join(DATASETS)} (default mnist5k)."),
-        click.option("--data-dir", "--data-path", "data_dir", metavar="PATH",
-                     help="Data folder (cifar10, imagefolder) or .npz file (npz)."),
+        click.option(
+            "--data-dir",
+            "--data-path",
+            "data_dir",
+            metavar="PATH",
+            help="Data folder (cifar10, imagefolder) or .npz file (npz).",
+        ),
         click.option("--trials", type=int, help="Candidates to train (required)."),
         click.option("--epochs", type=int, help="Epochs per candidate (required)."),
-        click.option("--objectives", help=f"Comma-separated, of {', '.join(OBJECTIVES)} "
-                                          "(default val_acc,flops)."),
+        click.option(
+            "--objectives",
+            help=f"Comma-separated, of {', '.join(OBJECTIVES)} (default val_acc,flops).",
+        ),
         click.option("--sampler", help=f"One of {', '.join(SAMPLERS)} (default nsga2)."),
         click.option("--seed", type=int, help="Sampler and training seed (default 0)."),
         click.option("--priority", type=int, help="Higher runs first (default 0)."),
         click.option("--cpus-per-trial", type=float, help="CPUs per trial (default 1)."),
         click.option("--gpus-per-trial", type=float, help="GPU share per trial (default 0)."),
         click.option("--concurrency", type=int, help="Trials at once (default 2)."),
-        click.option("--max-attempts", type=int,
-                     help="Claims before a crashing job is failed (default 3)."),
+        click.option(
+            "--max-attempts", type=int, help="Claims before a crashing job is failed (default 3)."
+        ),
         click.option("--batch-size", type=int, help="Training batch size (default 128)."),
         click.option("--lr", type=float, help="Peak learning rate (default 0.05)."),
         click.option("--label-smoothing", type=float, help="Label smoothing (default 0.1)."),
-        click.option("--augment/--no-augment", default=None,
-                     help="Flip and crop augmentation (default off)."),
-        click.option("--keep-weights", type=click.Choice(KEEP_WEIGHTS),
-                     help="Trained weights to keep for export (default: the Pareto front)."),
+        click.option(
+            "--augment/--no-augment", default=None, help="Flip and crop augmentation (default off)."
+        ),
+        click.option(
+            "--keep-weights",
+            type=click.Choice(KEEP_WEIGHTS),
+            help="Trained weights to keep for export (default: the Pareto front).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -328,16 +388,21 @@ def submit(db: str | None, as_json: bool, **flags: Any) -> None:
         config = job_config_from_flags(**flags)
     if config.data_dir is not None and not Path(config.data_dir).exists():
         # a worker on another machine may see it; say so, but queue the job
-        click.echo(f"poolstride: warning: {config.data_dir!r} does not exist here; the worker "
-                   "that runs the job must have it", err=True)
+        click.echo(
+            f"poolstride: warning: {config.data_dir!r} does not exist here; the worker "
+            "that runs the job must have it",
+            err=True,
+        )
     with _database(db) as url, Store.open(url, create=True) as store:
         job = store.submit(config)
     if as_json:
         emit_json(job.to_dict())
         return
     named = f" {job.name!r}" if job.name != config.dataset else ""
-    click.echo(f"job {job.id}{named} queued: {_count(config.trials, 'trial')} of "
-               f"{_count(config.epochs, 'epoch')} on {config.dataset} (study {job.study_name})")
+    click.echo(
+        f"job {job.id}{named} queued: {_count(config.trials, 'trial')} of "
+        f"{_count(config.epochs, 'epoch')} on {config.dataset} (study {job.study_name})"
+    )
 
 
 _JOB_COLUMNS = ("id", "name", "status", "priority", "trials", "attempts", "created")
@@ -354,9 +419,18 @@ def jobs(status: str | None, db: str | None, as_json: bool) -> None:
     if as_json:
         emit_json([{k: v for k, v in job.to_dict().items() if k != "config"} for job in found])
         return
-    rows = [(str(j.id), j.name, j.status, str(j.priority), f"{j.trials_done}/{j.trials_total}",
-             f"{j.attempts}/{j.max_attempts}", j.created_at.strftime("%Y-%m-%d %H:%M:%S"))
-            for j in found]
+    rows = [
+        (
+            str(j.id),
+            j.name,
+            j.status,
+            str(j.priority),
+            f"{j.trials_done}/{j.trials_total}",
+            f"{j.attempts}/{j.max_attempts}",
+            j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        for j in found
+    ]
     if not rows:
         click.echo("no jobs" + (f" with status {status}" if status else ""))
         return
@@ -380,20 +454,20 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
         job = store.get_job(job_id)
         front = load_front(store, job_id)
     if as_json:
-        emit_json({**job.to_dict(), "front_size": len(front.rows),
-                   "hypervolume": front.hypervolume})
+        emit_json(
+            {**job.to_dict(), "front_size": len(front.rows), "hypervolume": front.hypervolume}
+        )
         return
     cfg = job.config
     lines = {
         "job": f"{job.id} {job.name!r}",
-        "status": job.status + (" (cancel requested)" if job.cancel_requested
-                                and job.status == "running" else ""),
+        "status": job.status
+        + (" (cancel requested)" if job.cancel_requested and job.status == "running" else ""),
         "study": job.study_name,
         "trials": f"{job.trials_done}/{job.trials_total} complete",
         "dataset": cfg.dataset,
         "objectives": ", ".join(cfg.objectives),
-        "front": f"{_count(len(front.rows), 'candidate')}, hypervolume "
-                 f"{front.hypervolume:.4f}",
+        "front": f"{_count(len(front.rows), 'candidate')}, hypervolume {front.hypervolume:.4f}",
         "sampler": cfg.sampler,
         "priority": str(job.priority),
         "attempts": f"{job.attempts}/{job.max_attempts}",
@@ -430,11 +504,19 @@ def cancel(job_id: int, db: str | None, as_json: bool) -> None:
 
 def _worker_options(fn: F) -> F:
     options = [
-        click.option("--ray-address", metavar="ADDR",
-                     help="Join this Ray cluster (default: start a private local instance)."),
-        click.option("--lease-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
-                     help="Lease length: another worker takes the job over this long after "
-                          "this one stops heartbeating."),
+        click.option(
+            "--ray-address",
+            metavar="ADDR",
+            help="Join this Ray cluster (default: start a private local instance).",
+        ),
+        click.option(
+            "--lease-s",
+            type=click.FloatRange(min=1),
+            default=60.0,
+            show_default=True,
+            help="Lease length: another worker takes the job over this long after "
+            "this one stops heartbeating.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -449,21 +531,33 @@ def _quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ray").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
 
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Run one job (if any is queued), then exit.")
 @click.option("--drain", is_flag=True, help="Run jobs until the queue is empty, then exit.")
-@click.option("--cpus-per-trial", type=float,
-              help="CPU share per trial on this worker (overrides the job's).")
-@click.option("--gpus-per-trial", type=float,
-              help="GPU share per trial on this worker, e.g. 0.25 (overrides the job's).")
+@click.option(
+    "--cpus-per-trial", type=float, help="CPU share per trial on this worker (overrides the job's)."
+)
+@click.option(
+    "--gpus-per-trial",
+    type=float,
+    help="GPU share per trial on this worker, e.g. 0.25 (overrides the job's).",
+)
 @_worker_options
 @db_option
-def worker(once: bool, drain: bool, ray_address: str | None, cpus_per_trial: float | None,
-           gpus_per_trial: float | None, lease_s: float, db: str | None) -> None:
+def worker(
+    once: bool,
+    drain: bool,
+    ray_address: str | None,
+    cpus_per_trial: float | None,
+    gpus_per_trial: float | None,
+    lease_s: float,
+    db: str | None,
+) -> None:
     """Claim queued jobs and run them on Ray until stopped (SIGTERM or Ctrl-C hand back cleanly)."""
     if once and drain:
         fail("--once and --drain exclude each other")
@@ -473,16 +567,23 @@ def worker(once: bool, drain: bool, ray_address: str | None, cpus_per_trial: flo
         from workers.daemon import Worker
 
         _quiet_libraries()
-        runner = Worker(url, lease_s=lease_s, cpus_per_trial=cpus_per_trial,
-                        gpus_per_trial=gpus_per_trial, on_progress=_log_progress)
+        runner = Worker(
+            url,
+            lease_s=lease_s,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            on_progress=_log_progress,
+        )
         click.echo(f"worker {runner.id} on {display_url(url)}", err=True)
         outcomes = runner.run(once=once, drain=drain, ray_address=ray_address)
     if not outcomes:
         click.echo("no queued job", err=True)
     for job_id, outcome in outcomes:
-        click.echo(f"job {job_id}: {outcome.status}, {outcome.completed} complete, "
-                   f"{outcome.failed} failed" + (f" ({outcome.error})" if outcome.error else ""),
-                   err=True)
+        click.echo(
+            f"job {job_id}: {outcome.status}, {outcome.completed} complete, "
+            f"{outcome.failed} failed" + (f" ({outcome.error})" if outcome.error else ""),
+            err=True,
+        )
 
 
 def _check_shares(cpus: float | None, gpus: float | None) -> None:
@@ -493,8 +594,11 @@ def _check_shares(cpus: float | None, gpus: float | None) -> None:
 
 
 def _log_progress(job_id: int, completed: int, total: int, failed: int) -> None:
-    click.echo(f"job {job_id}: {completed}/{total} trials complete"
-               + (f", {failed} failed" if failed else ""), err=True)
+    click.echo(
+        f"job {job_id}: {completed}/{total} trials complete"
+        + (f", {failed} failed" if failed else ""),
+        err=True,
+    )
 
 
 class Progress:
@@ -520,10 +624,15 @@ class Progress:
     def update(self, done: int, *, total: int | None = None, note: str = "") -> None:
         self.done, self.total = done, total or self.total
         fraction = done / self.total if self.total else 0.0
-        amount = (f"{done / self.scale:.1f}/{self.total / self.scale:.1f}"
-                  if self.scale != 1 else f"{done}/{self.total}")
-        line = f"{self.label}: {amount}{' ' + self.unit if self.unit else ''} " \
-               f"({fraction:.0%}){', ' + note if note else ''}"
+        amount = (
+            f"{done / self.scale:.1f}/{self.total / self.scale:.1f}"
+            if self.scale != 1
+            else f"{done}/{self.total}"
+        )
+        line = (
+            f"{self.label}: {amount}{' ' + self.unit if self.unit else ''} "
+            f"({fraction:.0%}){', ' + note if note else ''}"
+        )
         if self._tty:
             filled = int(fraction * 30)
             click.echo(f"\r[{'#' * filled}{'-' * (30 - filled)}] {line}", err=True, nl=False)
@@ -541,8 +650,9 @@ RUN_DEFAULTS = {"trials": 12, "epochs": 2}
 @_worker_options
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def run(db: str | None, as_json: bool, ray_address: str | None, lease_s: float,
-        **flags: Any) -> None:
+def run(
+    db: str | None, as_json: bool, ray_address: str | None, lease_s: float, **flags: Any
+) -> None:
     """Submit a search, work it to its end here, then print its Pareto front.
 
     Defaults: mnist5k, 12 trials of 2 epochs, the default space (3 stages, 46,656 architectures).
@@ -557,29 +667,37 @@ def run(db: str | None, as_json: bool, ray_address: str | None, lease_s: float,
     with _database(db) as url:
         with Store.open(url, create=True) as store:
             job = store.submit(config)
-        click.echo(f"job {job.id}: {_count(config.trials, 'trial')} of "
-                   f"{_count(config.epochs, 'epoch')} on {config.dataset}, study "
-                   f"{job.study_name}, database {display_url(url)}", err=True)
+        click.echo(
+            f"job {job.id}: {_count(config.trials, 'trial')} of "
+            f"{_count(config.epochs, 'epoch')} on {config.dataset}, study "
+            f"{job.study_name}, database {display_url(url)}",
+            err=True,
+        )
         from workers.daemon import Worker
 
         _quiet_libraries()
         with Progress("trials", config.trials) as bar:
+
             def advance(job_id: int, completed: int, total: int, failed: int) -> None:
                 bar.update(completed, note=f"{failed} failed" if failed else "")
 
-            Worker(url, lease_s=lease_s, on_progress=advance).run(job_id=job.id,
-                                                                 ray_address=ray_address)
+            Worker(url, lease_s=lease_s, on_progress=advance).run(
+                job_id=job.id, ray_address=ray_address
+            )
         with Store.open(url) as store:
             job = store.get_job(job.id)
             front = pareto_rows(store, job)
     if as_json:
         emit_json({**{k: v for k, v in job.to_dict().items() if k != "config"}, "pareto": front})
     else:
-        click.echo(f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} trials "
-                   "complete" + (f" ({job.error})" if job.error else ""))
+        click.echo(
+            f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} trials "
+            "complete" + (f" ({job.error})" if job.error else "")
+        )
         if front:
-            click.echo(f"Pareto front ({', '.join(config.objectives)}), "
-                       f"{_count(len(front), 'candidate')}:")
+            click.echo(
+                f"Pareto front ({', '.join(config.objectives)}), {_count(len(front), 'candidate')}:"
+            )
             keys = ["trial", *config.space.distributions(), *_METRICS]
             print_table(keys, [[_fmt(row.get(k)) for k in keys] for row in front])
     if job.status != "succeeded":
@@ -614,8 +732,11 @@ def data() -> None:
 
 @data.command("fetch")
 @click.argument("name", type=click.Choice(["cifar10"]))
-@click.option("--data-dir", metavar="DIR", help="Where to unpack (default: $POOLSTRIDE_DATA, "
-                                               "else ~/.cache/poolstride/data).")
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    help="Where to unpack (default: $POOLSTRIDE_DATA, else ~/.cache/poolstride/data).",
+)
 @click.option("--url", help="Download from this address instead of the official one.")
 @click.option("--checksum", help="Expected MD5 (32 hex) or SHA-256 (64 hex) of the archive.")
 def data_fetch(name: str, data_dir: str | None, url: str | None, checksum: str | None) -> None:
@@ -624,13 +745,18 @@ def data_fetch(name: str, data_dir: str | None, url: str | None, checksum: str |
 
     target = Path(data_dir) if data_dir else default_data_dir()
     with Progress(name, 0, scale=2**20, unit="MiB") as bar:
+
         def progress(done: int, total: int) -> None:
             bar.update(done, total=total)
 
         with bad_input():
             try:
-                path = fetch_cifar10(target, url=url or CIFAR10_URL,
-                                     checksum=checksum or CIFAR10_MD5, progress=progress)
+                path = fetch_cifar10(
+                    target,
+                    url=url or CIFAR10_URL,
+                    checksum=checksum or CIFAR10_MD5,
+                    progress=progress,
+                )
             except OSError as exc:
                 _die(str(exc))
     click.echo(f"{name} is in {path}")
@@ -642,8 +768,12 @@ def _when(value: datetime | None) -> str:
 
 def _missing_sqlite_file(url: str) -> bool:
     parsed = make_url(url)
-    return (parsed.get_backend_name() == "sqlite" and bool(parsed.database)
-            and parsed.database != ":memory:" and not Path(str(parsed.database)).exists())
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and bool(parsed.database)
+        and parsed.database != ":memory:"
+        and not Path(str(parsed.database)).exists()
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -62,8 +62,9 @@ class JobConfig:
     keep_weights: str = "front"
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *,
-                     overrides: Mapping[str, Any] | None = None) -> JobConfig:
+    def from_mapping(
+        cls, data: Mapping[str, Any], *, overrides: Mapping[str, Any] | None = None
+    ) -> JobConfig:
         """Validate and build a job config; ``overrides`` (CLI flags) win, ``None`` means unset.
 
         ``data`` and ``overrides`` hold the field names of this class; ``space`` is a mapping of
@@ -84,8 +85,11 @@ class JobConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(merged) - known)
         if unknown:
-            hint = " (space keys go in a [space] table)" if unknown[0] in (
-                "stages", "widths", "input", *_SPACE_KEYS, "overrides") else ""
+            hint = (
+                " (space keys go in a [space] table)"
+                if unknown[0] in ("stages", "widths", "input", *_SPACE_KEYS, "overrides")
+                else ""
+            )
             raise ValueError(f"unknown job key {unknown[0]!r}{hint}")
 
         dataset = merged.get("dataset", DEFAULT_DATASET)
@@ -183,8 +187,10 @@ def _space(raw: object, dataset: str) -> SpaceConfig:
     given = parse_input_shape(data["input"]) if "input" in data else None
     if info.input_shape is not None:
         if given is not None and given != info.input_shape:
-            raise ValueError(f"dataset {dataset} has input {_shape(info.input_shape)}; "
-                             f"input {_shape(given)} contradicts it")
+            raise ValueError(
+                f"dataset {dataset} has input {_shape(info.input_shape)}; "
+                f"input {_shape(given)} contradicts it"
+            )
         data["input"] = list(info.input_shape)
     elif given is None:
         if info.default_input is None:
@@ -203,8 +209,9 @@ def _shape(shape: tuple[int, int, int]) -> str:
     return "x".join(map(str, shape))
 
 
-def _int(data: Mapping[str, Any], key: str, *, default: int | None = None,
-         minimum: int | None = None) -> int:
+def _int(
+    data: Mapping[str, Any], key: str, *, default: int | None = None, minimum: int | None = None
+) -> int:
     value = data.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{key} {value!r} must be an integer")
@@ -213,8 +220,14 @@ def _int(data: Mapping[str, Any], key: str, *, default: int | None = None,
     return value
 
 
-def _float(data: Mapping[str, Any], key: str, *, default: float, positive: bool = False,
-           below: float | None = None) -> float:
+def _float(
+    data: Mapping[str, Any],
+    key: str,
+    *,
+    default: float,
+    positive: bool = False,
+    below: float | None = None,
+) -> float:
     value = data.get(key, default)
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{key} {value!r} must be a number")

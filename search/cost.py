@@ -60,8 +60,17 @@ class _Walk:
         self.params = self.flops = self.elements = 0
         self.rf, self.jump = receptive_field, jump
 
-    def conv(self, cin: int, cout: int, k: int, out: tuple[int, int], *, stride: int = 1,
-             relu: bool = True, main: bool = True) -> None:
+    def conv(
+        self,
+        cin: int,
+        cout: int,
+        k: int,
+        out: tuple[int, int],
+        *,
+        stride: int = 1,
+        relu: bool = True,
+        main: bool = True,
+    ) -> None:
         self.params += cin * cout * k * k + 2 * cout
         self.flops += 2 * out[0] * out[1] * cin * cout * k * k
         self.elements += (3 if relu else 2) * cout * out[0] * out[1]
@@ -75,8 +84,12 @@ class _Walk:
         self.jump *= 2
 
 
-def layer_costs(arch: ArchSpec, *, input_shape: Sequence[int], num_classes: int = 10,
-                ) -> list[LayerCost]:
+def layer_costs(
+    arch: ArchSpec,
+    *,
+    input_shape: Sequence[int],
+    num_classes: int = 10,
+) -> list[LayerCost]:
     """Per-part costs of ``arch`` on ``input_shape`` (C, H, W), in network order.
 
     Raises:
@@ -95,8 +108,11 @@ def layer_costs(arch: ArchSpec, *, input_shape: Sequence[int], num_classes: int 
     out: list[LayerCost] = []
 
     def record(name: str, walk: _Walk, cin: int, cout: int, size: tuple[int, int]) -> None:
-        out.append(LayerCost(name, cin, cout, size, walk.params, walk.flops,
-                             walk.elements * _BYTES, walk.rf))
+        out.append(
+            LayerCost(
+                name, cin, cout, size, walk.params, walk.flops, walk.elements * _BYTES, walk.rf
+            )
+        )
 
     channels, width0 = input_shape[0], arch.stages[0].width
     walk = _Walk()

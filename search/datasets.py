@@ -33,14 +33,17 @@ class DatasetInfo:
 
 DEFAULT_DATASET = "mnist5k"
 
-DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
-    DatasetInfo("mnist5k", (1, 28, 28), 10, needs_data=False),
-    DatasetInfo("digits", (1, 8, 8), 10, needs_data=False),
-    DatasetInfo("cifar10", (3, 32, 32), 10, needs_data=True),
-    DatasetInfo("imagefolder", None, None, needs_data=True, default_input=(3, 32, 32)),
-    DatasetInfo("npz", None, None, needs_data=True),
-    DatasetInfo("synthetic", None, 10, needs_data=False, default_input=(3, 32, 32)),
-)}
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in (
+        DatasetInfo("mnist5k", (1, 28, 28), 10, needs_data=False),
+        DatasetInfo("digits", (1, 8, 8), 10, needs_data=False),
+        DatasetInfo("cifar10", (3, 32, 32), 10, needs_data=True),
+        DatasetInfo("imagefolder", None, None, needs_data=True, default_input=(3, 32, 32)),
+        DatasetInfo("npz", None, None, needs_data=True),
+        DatasetInfo("synthetic", None, 10, needs_data=False, default_input=(3, 32, 32)),
+    )
+}
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -53,5 +56,6 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown dataset {name!r} (expected one of "
-                         f"{', '.join(DATASETS)})") from None
+        raise ValueError(
+            f"unknown dataset {name!r} (expected one of {', '.join(DATASETS)})"
+        ) from None

@@ -36,8 +36,9 @@ def direction(name: str) -> Direction:
         return OBJECTIVES[name]
     except KeyError:
         hint = " (test_acc is reported, never optimised)" if name == "test_acc" else ""
-        raise ValueError(f"unknown objective {name!r}{hint} (expected one of "
-                         f"{', '.join(OBJECTIVES)})") from None
+        raise ValueError(
+            f"unknown objective {name!r}{hint} (expected one of {', '.join(OBJECTIVES)})"
+        ) from None
 
 
 def validate_objectives(names: Iterable[str]) -> tuple[str, ...]:

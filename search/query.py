@@ -72,12 +72,22 @@ CANDIDATE_KEYS: dict[str, str] = {
 }
 
 # the metric and cost columns of every row, in output order
-METRIC_COLUMNS: tuple[str, ...] = ("val_acc", "test_acc", "flops", "params", "latency_ms",
-                                   "train_s", "activation_bytes", "receptive_field")
+METRIC_COLUMNS: tuple[str, ...] = (
+    "val_acc",
+    "test_acc",
+    "flops",
+    "params",
+    "latency_ms",
+    "train_s",
+    "activation_bytes",
+    "receptive_field",
+)
 
 # words allowed for the non-numeric keys; everything else is numeric
 _WORDS: dict[str, tuple[str, ...]] = {
-    "state": CANDIDATE_STATES, "downsample": DOWNSAMPLES, "skip": SKIPS,
+    "state": CANDIDATE_STATES,
+    "downsample": DOWNSAMPLES,
+    "skip": SKIPS,
 }
 
 _GRAMMAR = "KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N"
@@ -175,11 +185,16 @@ def output_columns(n_stages: int) -> list[str]:
     return ["trial", "state", *stage_columns(n_stages), *METRIC_COLUMNS]
 
 
-def load_candidates(store: Store, job_id: int, *,
-                    where: Iterable[str | Condition] = (),
-                    sort: str | None = None, limit: int | None = None,
-                    columns: Sequence[str] | None = None,
-                    trials: Collection[int] | None = None) -> pd.DataFrame:
+def load_candidates(
+    store: Store,
+    job_id: int,
+    *,
+    where: Iterable[str | Condition] = (),
+    sort: str | None = None,
+    limit: int | None = None,
+    columns: Sequence[str] | None = None,
+    trials: Collection[int] | None = None,
+) -> pd.DataFrame:
     """The job's candidates as a DataFrame, filtered, sorted and limited in the database.
 
     Args:
@@ -219,10 +234,12 @@ def load_candidates(store: Store, job_id: int, *,
 
     cand_cols = [k for k in wanted if k in CANDIDATE_KEYS or k in _EXTRA_COLUMNS]
     selected = [Candidate.id.label("candidate_id"), Candidate.trial_number.label("trial")]
-    selected += [getattr(Candidate, _column_of(k)).label(k) for k in cand_cols
-                 if k not in ("candidate_id", "trial")]
-    query = select(*selected).where(Candidate.job_id == job_id,
-                                    *(_clause(c) for c in conditions))
+    selected += [
+        getattr(Candidate, _column_of(k)).label(k)
+        for k in cand_cols
+        if k not in ("candidate_id", "trial")
+    ]
+    query = select(*selected).where(Candidate.job_id == job_id, *(_clause(c) for c in conditions))
     if trials is not None:
         query = query.where(Candidate.trial_number.in_(sorted({int(t) for t in trials})))
     query = query.order_by(*_order(sort, n_stages)).limit(limit)
@@ -232,8 +249,13 @@ def load_candidates(store: Store, job_id: int, *,
         conn = s.connection()  # Core rows: the ORM's per-row work would dominate at 100k rows
         frame = _frame(conn, query)
         if stage_wanted and len(frame):
-            stages = _stage_frame(conn, job_id, frame["candidate_id"], limited=limit is not None
-                                  or trials is not None or bool(conditions), n=len(frame))
+            stages = _stage_frame(
+                conn,
+                job_id,
+                frame["candidate_id"],
+                limited=limit is not None or trials is not None or bool(conditions),
+                n=len(frame),
+            )
             frame = frame.merge(stages, how="left", left_on="candidate_id", right_index=True)
     for key in stage_wanted:
         if key not in frame.columns:
@@ -287,8 +309,12 @@ def load_front(store: Store, job_id: int, objectives: Sequence[str] | None = Non
     rows = load_candidates(store, job_id, trials=members["trial"].tolist())
     order = {t: i for i, t in enumerate(members["trial"].tolist())}
     rows = rows.sort_values("trial", key=lambda s: s.map(order)).reset_index(drop=True)
-    return Front(tuple(names), rows, hypervolume(narrow, names),
-                 int(narrow[list(names)].notna().all(axis=1).sum()))
+    return Front(
+        tuple(names),
+        rows,
+        hypervolume(narrow, names),
+        int(narrow[list(names)].notna().all(axis=1).sum()),
+    )
 
 
 def to_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -314,8 +340,10 @@ def _split_key(key: str, expr: str, *, what: str = "--where") -> tuple[int | Non
     m = _STAGE_KEY.fullmatch(key)
     if m and m.group(2) in STAGE_KEYS:
         return int(m.group(1)), m.group(2)
-    raise ValueError(f"{what} {expr!r}: unknown key {key!r} (expected sN.downsample, sN.kernel, "
-                     f"sN.skip, sN.width, sN.depth or one of {', '.join(CANDIDATE_KEYS)})")
+    raise ValueError(
+        f"{what} {expr!r}: unknown key {key!r} (expected sN.downsample, sN.kernel, "
+        f"sN.skip, sN.width, sN.depth or one of {', '.join(CANDIDATE_KEYS)})"
+    )
 
 
 def _number(raw: str, key: str, expr: str) -> int | float:
@@ -356,8 +384,11 @@ def _clause(c: Condition) -> ColumnElement[bool]:
     if c.stage is None:
         return _compare(getattr(Candidate, CANDIDATE_KEYS[c.key]), c.op, c.value)
     # EXISTS on the (candidate_id, stage) primary key: one index probe per candidate
-    return exists().where(Stage.candidate_id == Candidate.id, Stage.stage == c.stage,
-                          _compare(getattr(Stage, c.field), c.op, c.value))
+    return exists().where(
+        Stage.candidate_id == Candidate.id,
+        Stage.stage == c.stage,
+        _compare(getattr(Stage, c.field), c.op, c.value),
+    )
 
 
 def _order(sort: str | None, n_stages: int) -> list[Any]:
@@ -370,9 +401,11 @@ def _order(sort: str | None, n_stages: int) -> list[Any]:
         column: Any = getattr(Candidate, CANDIDATE_KEYS[key])
     else:
         alias = aliased(Stage)
-        column = (select(getattr(alias, field))
-                  .where(alias.candidate_id == Candidate.id, alias.stage == stage)
-                  .scalar_subquery())
+        column = (
+            select(getattr(alias, field))
+            .where(alias.candidate_id == Candidate.id, alias.stage == stage)
+            .scalar_subquery()
+        )
     ordered = column.desc() if descending else column.asc()
     return [ordered.nulls_last(), Candidate.trial_number]
 
@@ -413,22 +446,34 @@ def _frame(conn: Connection, query: Executable) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=keys)
 
 
-def _stage_frame(s: Connection, job_id: int, candidate_ids: pd.Series, *, limited: bool,
-                 n: int) -> pd.DataFrame:
+def _stage_frame(
+    s: Connection, job_id: int, candidate_ids: pd.Series, *, limited: bool, n: int
+) -> pd.DataFrame:
     """The stage parameters of the given candidates, one row each, flat columns."""
     import pandas as pd
 
-    query = select(Stage.candidate_id, Stage.stage, Stage.downsample, Stage.kernel, Stage.skip,
-                   Stage.width, Stage.depth)
+    query = select(
+        Stage.candidate_id,
+        Stage.stage,
+        Stage.downsample,
+        Stage.kernel,
+        Stage.skip,
+        Stage.width,
+        Stage.depth,
+    )
     if limited and n <= 5000:
         query = query.where(Stage.candidate_id.in_([int(i) for i in candidate_ids])).order_by(
-            Stage.candidate_id, Stage.stage)
+            Stage.candidate_id, Stage.stage
+        )
     else:
         # the whole job: one indexed join beats a huge IN list. Walking the job's candidates
         # in (job_id, trial_number) index order and each one's stages by primary key yields
         # this order without a sort (ordering by candidate_id made SQLite sort 300k rows)
-        query = query.join(Candidate, Candidate.id == Stage.candidate_id).where(
-            and_(Candidate.job_id == job_id)).order_by(Candidate.trial_number, Stage.stage)
+        query = (
+            query.join(Candidate, Candidate.id == Stage.candidate_id)
+            .where(and_(Candidate.job_id == job_id))
+            .order_by(Candidate.trial_number, Stage.stage)
+        )
     _, rows = _rows(s, query)
     if not rows:
         return pd.DataFrame(index=pd.Index([], name="candidate_id"))
@@ -439,7 +484,8 @@ def _stage_frame(s: Connection, job_id: int, candidate_ids: pd.Series, *, limite
     count = len(table) // n_stages
     regular = count * n_stages == len(table) and bool(
         (stage_of == np.tile(np.arange(1, n_stages + 1), count)).all()
-        and (ids.reshape(count, n_stages) == ids[::n_stages, None]).all())
+        and (ids.reshape(count, n_stages) == ids[::n_stages, None]).all()
+    )
     if not regular:  # some candidate lacks a stage row: let pandas align them
         long = pd.DataFrame.from_records(rows, columns=["candidate_id", "stage", *STAGE_KEYS])
         wide = long.pivot(index="candidate_id", columns="stage", values=list(STAGE_KEYS))
@@ -449,8 +495,11 @@ def _stage_frame(s: Connection, job_id: int, candidate_ids: pd.Series, *, limite
     # infer_objects types each column as the DataFrame constructor would a list
     index = pd.Index(ids[::n_stages], name="candidate_id")
     values = table[:, 2:].reshape(count, n_stages, len(STAGE_KEYS))
-    data = {f"s{i}.{key}": pd.Series(values[:, i - 1, j], index=index).infer_objects()
-            for i in range(1, n_stages + 1) for j, key in enumerate(STAGE_KEYS)}
+    data = {
+        f"s{i}.{key}": pd.Series(values[:, i - 1, j], index=index).infer_objects()
+        for i in range(1, n_stages + 1)
+        for j, key in enumerate(STAGE_KEYS)
+    }
     return pd.DataFrame(data, index=index)
 
 

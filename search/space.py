@@ -134,12 +134,14 @@ def _check_choice(stage: int, key: str, value: object) -> None:
     where = f"stage {stage}"
     if key == "downsample":
         if value not in DOWNSAMPLES:
-            raise ValueError(f"{where}: unknown downsample {value!r} (expected one of "
-                             f"{', '.join(DOWNSAMPLES)})")
+            raise ValueError(
+                f"{where}: unknown downsample {value!r} (expected one of {', '.join(DOWNSAMPLES)})"
+            )
     elif key == "skip":
         if value not in SKIPS:
-            raise ValueError(f"{where}: unknown skip {value!r} (expected one of "
-                             f"{', '.join(SKIPS)})")
+            raise ValueError(
+                f"{where}: unknown skip {value!r} (expected one of {', '.join(SKIPS)})"
+            )
     elif key == "kernel":
         if not _is_int(value) or value < 1 or value % 2 == 0:  # type: ignore[operator]
             raise ValueError(f"{where}: kernel {value!r} must be an odd integer >= 1")
@@ -198,16 +200,21 @@ class ArchSpec:
                 raise ValueError(f"stage {i}: expected an object, got {item!r}")
             unknown = set(item) - set(_STAGE_KEYS)
             if unknown:
-                raise ValueError(f"stage {i}: unknown key {sorted(unknown)[0]!r} "
-                                 f"(expected {', '.join(_STAGE_KEYS)})")
+                raise ValueError(
+                    f"stage {i}: unknown key {sorted(unknown)[0]!r} "
+                    f"(expected {', '.join(_STAGE_KEYS)})"
+                )
             for key in ("downsample", "kernel", "skip"):
                 if key not in item:
                     raise ValueError(f"stage {i}: missing {key!r}")
             fixed = defaults.stages[i - 1] if defaults and i <= len(defaults.stages) else None
             width = item.get("width", fixed.width[0] if fixed else default_width(i))
             depth = item.get("depth", fixed.depth[0] if fixed else DEFAULT_DEPTH)
-            for key, value in (*((k, item[k]) for k in ("downsample", "kernel", "skip")),
-                               ("width", width), ("depth", depth)):
+            for key, value in (
+                *((k, item[k]) for k in ("downsample", "kernel", "skip")),
+                ("width", width),
+                ("depth", depth),
+            ):
                 _check_choice(i, key, value)
             stages.append(StageSpec(item["downsample"], item["kernel"], item["skip"], width, depth))
         return cls(tuple(stages))
@@ -232,8 +239,9 @@ class ArchSpec:
 
     def params(self) -> dict[str, Any]:
         """The flat parameter form: ``{"s1.downsample": "max", "s1.kernel": 3, ...}``."""
-        return {f"s{i}.{k}": getattr(s, k)
-                for i, s in enumerate(self.stages, 1) for k in _STAGE_KEYS}
+        return {
+            f"s{i}.{k}": getattr(s, k) for i, s in enumerate(self.stages, 1) for k in _STAGE_KEYS
+        }
 
     def check_fits(self, input_shape: Sequence[int]) -> None:
         """Raise ``ValueError`` if some stage would shrink the map below 1×1."""
@@ -296,8 +304,9 @@ class SpaceConfig:
         """Validate and build a space from TOML/CLI keys; missing keys take the defaults."""
         unknown = set(data) - set(_CONFIG_KEYS)
         if unknown:
-            raise ValueError(f"unknown space key {sorted(unknown)[0]!r} "
-                             f"(expected {', '.join(_CONFIG_KEYS)})")
+            raise ValueError(
+                f"unknown space key {sorted(unknown)[0]!r} (expected {', '.join(_CONFIG_KEYS)})"
+            )
         input_shape = parse_input_shape(data.get("input", DEFAULT_INPUT))
         widths_raw = data.get("widths")
         n = data.get("stages")
@@ -309,8 +318,11 @@ class SpaceConfig:
             widths_raw = [default_width(i) for i in range(1, n + 1)]
         if not isinstance(widths_raw, list) or len(widths_raw) != n:
             raise ValueError(f"widths {widths_raw!r} must list one width per stage ({n} stages)")
-        common = {k: _as_choices(k, data[k]) for k in ("downsample", "kernel", "skip", "depth")
-                  if k in data}
+        common = {
+            k: _as_choices(k, data[k])
+            for k in ("downsample", "kernel", "skip", "depth")
+            if k in data
+        }
         stages = [StageChoices(**common, width=_as_choices("widths", w)) for w in widths_raw]
         overrides = data.get("overrides", {})
         if not isinstance(overrides, Mapping):
@@ -318,8 +330,9 @@ class SpaceConfig:
         for key, value in overrides.items():
             m = re.fullmatch(r"s(\d+)\.(\w+)", key)
             if not m or m.group(2) not in _STAGE_KEYS:
-                raise ValueError(f"override key {key!r} is not sN.KEY with KEY one of "
-                                 f"{', '.join(_STAGE_KEYS)}")
+                raise ValueError(
+                    f"override key {key!r} is not sN.KEY with KEY one of {', '.join(_STAGE_KEYS)}"
+                )
             idx = int(m.group(1))
             if not 1 <= idx <= n:
                 raise ValueError(f"override {key!r} names stage {idx}, but there are {n} stages")
@@ -327,8 +340,12 @@ class SpaceConfig:
         return cls(tuple(stages), input_shape)
 
     @classmethod
-    def from_toml(cls, path: str | Path, *, overrides: Mapping[str, Any] | None = None,
-                  ) -> SpaceConfig:
+    def from_toml(
+        cls,
+        path: str | Path,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> SpaceConfig:
         """Load a space from a TOML file (its top level, or its ``[space]`` table)."""
         return cls.from_mapping({**load_toml(path, table="space"), **(overrides or {})})
 
@@ -337,8 +354,11 @@ class SpaceConfig:
         return math.prod(s.size() for s in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": "x".join(map(str, self.input_shape)),
-                "stages": [s.to_dict() for s in self.stages], "size": self.size()}
+        return {
+            "input": "x".join(map(str, self.input_shape)),
+            "stages": [s.to_dict() for s in self.stages],
+            "size": self.size(),
+        }
 
     def distributions(self) -> dict[str, list[Any]]:
         """Flat parameter name → choices, for every parameter that :meth:`sample` suggests.
@@ -356,8 +376,10 @@ class SpaceConfig:
 
     def sample(self, trial: Trial) -> ArchSpec:
         """Draw an architecture through ``trial.suggest_categorical`` with flat names."""
-        picked = {name: trial.suggest_categorical(name, choices)
-                  for name, choices in self.distributions().items()}
+        picked = {
+            name: trial.suggest_categorical(name, choices)
+            for name, choices in self.distributions().items()
+        }
         return self.from_params(picked)
 
     def from_params(self, params: Mapping[str, Any]) -> ArchSpec:
@@ -380,12 +402,19 @@ class SpaceConfig:
         """Whether every choice of ``arch`` is allowed here."""
         return len(arch.stages) == len(self.stages) and all(
             getattr(s, k) in getattr(c, k)
-            for s, c in zip(arch.stages, self.stages, strict=True) for k in _STAGE_KEYS)
+            for s, c in zip(arch.stages, self.stages, strict=True)
+            for k in _STAGE_KEYS
+        )
 
     def __iter__(self) -> Iterator[ArchSpec]:
         """Every architecture of the space (mind :meth:`size`)."""
-        per_stage = [[StageSpec(*combo) for combo in itertools.product(
-            *(getattr(st, k) for k in _STAGE_KEYS))] for st in self.stages]
+        per_stage = [
+            [
+                StageSpec(*combo)
+                for combo in itertools.product(*(getattr(st, k) for k in _STAGE_KEYS))
+            ]
+            for st in self.stages
+        ]
         for combo in itertools.product(*per_stage):
             yield ArchSpec(tuple(combo))
 

@@ -74,8 +74,9 @@ def pareto_mask(losses: np.ndarray) -> np.ndarray:
     return _mask_nd(values)
 
 
-def loss_matrix(df: pd.DataFrame, objectives: Sequence[str], *,
-                scale: pd.DataFrame | None = None) -> np.ndarray:
+def loss_matrix(
+    df: pd.DataFrame, objectives: Sequence[str], *, scale: pd.DataFrame | None = None
+) -> np.ndarray:
     """The objectives of ``df`` as normalised losses (see the module's reference rule).
 
     Maximised objectives become ``1 - value``; minimised ones ``value / max(scale[objective])``.
@@ -95,8 +96,15 @@ def loss_matrix(df: pd.DataFrame, objectives: Sequence[str], *,
         if direction(name) == "maximize":
             columns.append(1.0 - values)
         else:
-            top = float(np.nanmax(ref[name].to_numpy(dtype=np.float64, na_value=np.nan),
-                                  initial=-np.inf)) if len(ref) else 0.0
+            top = (
+                float(
+                    np.nanmax(
+                        ref[name].to_numpy(dtype=np.float64, na_value=np.nan), initial=-np.inf
+                    )
+                )
+                if len(ref)
+                else 0.0
+            )
             columns.append(values / top if np.isfinite(top) and top > 0 else values * 0.0)
     return np.column_stack(columns) if columns else np.zeros((len(df), 0))
 
@@ -121,12 +129,14 @@ def pareto_front(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
         return complete
     mask = pareto_mask(_raw_losses(complete, names))
     front = complete[mask]
-    return front.sort_values(list(names), ascending=[direction(n) == "minimize" for n in names],
-                             kind="stable")
+    return front.sort_values(
+        list(names), ascending=[direction(n) == "minimize" for n in names], kind="stable"
+    )
 
 
-def hypervolume(df: pd.DataFrame, objectives: Sequence[str], *,
-                scale: pd.DataFrame | None = None) -> float:
+def hypervolume(
+    df: pd.DataFrame, objectives: Sequence[str], *, scale: pd.DataFrame | None = None
+) -> float:
     """Hypervolume of the front of ``df`` under the module's reference rule.
 
     ``scale`` is the frame whose largest costs normalise the minimised objectives (default
@@ -171,8 +181,9 @@ def hypervolume_history(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataF
     ref = _reference(names)
     history = _history_2d if len(names) == 2 else _history_nd
     volumes, sizes = history(losses, ref)
-    return pd.DataFrame({"trial": complete["trial"].to_numpy(), "hypervolume": volumes,
-                         "front_size": sizes})
+    return pd.DataFrame(
+        {"trial": complete["trial"].to_numpy(), "hypervolume": volumes, "front_size": sizes}
+    )
 
 
 # --------------------------------------------------------------------------- internals
@@ -187,9 +198,12 @@ def _complete(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
 
 def _raw_losses(df: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     # dominance needs no normalisation: negate what is maximised
-    return np.column_stack([
-        df[n].to_numpy(dtype=np.float64) * (-1.0 if direction(n) == "maximize" else 1.0)
-        for n in names])
+    return np.column_stack(
+        [
+            df[n].to_numpy(dtype=np.float64) * (-1.0 if direction(n) == "maximize" else 1.0)
+            for n in names
+        ]
+    )
 
 
 def _reference(names: Sequence[str]) -> np.ndarray:
@@ -271,8 +285,9 @@ def _history_nd(losses: np.ndarray, ref: np.ndarray) -> tuple[list[float], list[
     volume = 0.0
     volumes, sizes = [], []
     for point in losses:
-        dominated = bool(len(front)) and bool(np.any(
-            np.all(front <= point, axis=1) & np.any(front < point, axis=1)))
+        dominated = bool(len(front)) and bool(
+            np.any(np.all(front <= point, axis=1) & np.any(front < point, axis=1))
+        )
         if not dominated:
             keep = ~(np.all(point <= front, axis=1) & np.any(point < front, axis=1))
             front = np.vstack([front[keep], point])

@@ -131,8 +131,10 @@ def row_counts() -> Callable[[str], dict[str, int]]:
         engine = make_engine(url)
         try:
             with engine.connect() as conn:
-                return {t: conn.execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one()
-                        for t in sorted(inspect(conn).get_table_names())}
+                return {
+                    t: conn.execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one()
+                    for t in sorted(inspect(conn).get_table_names())
+                }
         finally:
             engine.dispose()
 

@@ -27,17 +27,33 @@ def cluster():
 
 def test_trials_receive_the_fractional_gpu_share_across_nodes(cluster, tmp_path):
     url = f"sqlite:///{tmp_path / 'ps.db'}"
-    config = JobConfig.from_mapping({
-        "dataset": "digits", "trials": 4, "epochs": 1, "sampler": "random", "concurrency": 4,
-        "cpus_per_trial": 0.5, "gpus_per_trial": 0.5, "batch_size": 64,
-        "space": {"stages": 2, "widths": [4, 8]}})
+    config = JobConfig.from_mapping(
+        {
+            "dataset": "digits",
+            "trials": 4,
+            "epochs": 1,
+            "sampler": "random",
+            "concurrency": 4,
+            "cpus_per_trial": 0.5,
+            "gpus_per_trial": 0.5,
+            "batch_size": 64,
+            "space": {"stages": 2, "widths": [4, 8]},
+        }
+    )
     store = Store.open(url, create=True)
     job = store.submit(config)
     assert store.claim("w", lease_seconds=600) is not None
     with runner.ray_session():  # joins the cluster the fixture connected to
         outcome = runner.run_job(
-            store=store, job_id=job.id, config=config, study_name=job.study_name, attempt=1,
-            worker_id="w", storage=optuna_storage(url), dataset=load_dataset("digits"))
+            store=store,
+            job_id=job.id,
+            config=config,
+            study_name=job.study_name,
+            attempt=1,
+            worker_id="w",
+            storage=optuna_storage(url),
+            dataset=load_dataset("digits"),
+        )
     assert outcome.status == "succeeded"
     import optuna
 

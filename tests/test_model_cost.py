@@ -27,8 +27,9 @@ COMBOS = list(itertools.product(DOWNSAMPLES, KERNELS, SKIPS))
 def _combo_arch(downsample: str, kernel: int, skip: str) -> ArchSpec:
     # stage 1 carries the combination with depth 2 (so "strided" moves the stride off the first
     # conv); stage 2 narrows the width so the pool shortcut also has to cut channels
-    return ArchSpec((StageSpec(downsample, kernel, skip, 8, 2),
-                     StageSpec(downsample, kernel, skip, 6, 1)))
+    return ArchSpec(
+        (StageSpec(downsample, kernel, skip, 8, 2), StageSpec(downsample, kernel, skip, 6, 1))
+    )
 
 
 def _activation_bytes(model: nn.Module, shape: tuple[int, int, int]) -> int:
@@ -71,10 +72,14 @@ def test_every_combination_builds_trains_and_matches_the_cost_model(downsample, 
 def _random_arch(rng: random.Random) -> tuple[ArchSpec, tuple[int, int, int]]:
     shape = (rng.choice([1, 3]), *rng.choice([(28, 28), (32, 32), (8, 8), (17, 23), (5, 64)]))
     n = rng.randint(1, min(4, max(1, (min(shape[1:]) - 1).bit_length())))
-    space = SpaceConfig.from_mapping({
-        "stages": n, "input": list(shape),
-        "widths": [rng.sample([4, 6, 8, 12, 16], 2) for _ in range(n)], "depth": [1, 2, 3],
-    })
+    space = SpaceConfig.from_mapping(
+        {
+            "stages": n,
+            "input": list(shape),
+            "widths": [rng.sample([4, 6, 8, 12, 16], 2) for _ in range(n)],
+            "depth": [1, 2, 3],
+        }
+    )
     params = {name: rng.choice(choices) for name, choices in space.distributions().items()}
     return space.from_params(params), shape
 
@@ -128,15 +133,24 @@ def test_three_stacked_3x3_convs_see_7x7():
     assert _empirical_receptive_field(arch, (1, 28, 28)) == 7
 
 
-@pytest.mark.parametrize(("downsample", "kernel", "depth"), [
-    ("avg", 3, 1), ("strided", 5, 2), ("conv", 3, 1), ("conv", 7, 2), ("avg", 5, 3),
-])
+@pytest.mark.parametrize(
+    ("downsample", "kernel", "depth"),
+    [
+        ("avg", 3, 1),
+        ("strided", 5, 2),
+        ("conv", 3, 1),
+        ("conv", 7, 2),
+        ("avg", 5, 3),
+    ],
+)
 def test_receptive_field_matches_gradient_support(downsample, kernel, depth):
-    arch = ArchSpec((StageSpec(downsample, kernel, "none", 4, depth),
-                     StageSpec("avg", 3, "none", 4, 1)))
+    arch = ArchSpec(
+        (StageSpec(downsample, kernel, "none", 4, depth), StageSpec("avg", 3, "none", 4, 1))
+    )
     shape = (1, 64, 64)
-    assert arch_cost(arch, input_shape=shape).receptive_field == \
-        _empirical_receptive_field(arch, shape)
+    assert arch_cost(arch, input_shape=shape).receptive_field == _empirical_receptive_field(
+        arch, shape
+    )
 
 
 def _empirical_receptive_field(arch: ArchSpec, shape: tuple[int, int, int]) -> int:

@@ -46,22 +46,39 @@ def ray_instance(tmp_path_factory):
 
 
 def _config(**kw: Any) -> JobConfig:
-    base = {"dataset": "digits", "trials": 4, "epochs": 1, "sampler": "random", "seed": 3,
-            "concurrency": 2, "batch_size": 64, "space": {"stages": 2, "widths": [4, 8]}}
+    base = {
+        "dataset": "digits",
+        "trials": 4,
+        "epochs": 1,
+        "sampler": "random",
+        "seed": 3,
+        "concurrency": 2,
+        "batch_size": 64,
+        "space": {"stages": 2, "widths": [4, 8]},
+    }
     return JobConfig.from_mapping({**base, **kw})
 
 
-def _run(db_url: str, config: JobConfig, *, train_fn=train, stop=None, on_progress=None,
-         storage=None):
+def _run(
+    db_url: str, config: JobConfig, *, train_fn=train, stop=None, on_progress=None, storage=None
+):
     store = Store.open(db_url, create=True)
     job = store.submit(config)
     claimed = store.claim("w-test", lease_seconds=600)
     assert claimed is not None and claimed.id == job.id
     outcome = runner.run_job(
-        store=store, job_id=job.id, config=config, study_name=job.study_name, attempt=1,
-        worker_id="w-test", storage=storage or optuna_storage(db_url), stop=stop,
+        store=store,
+        job_id=job.id,
+        config=config,
+        study_name=job.study_name,
+        attempt=1,
+        worker_id="w-test",
+        storage=storage or optuna_storage(db_url),
+        stop=stop,
         on_progress=on_progress,
-        dataset=load_dataset("digits", seed=config.seed), train_fn=train_fn)
+        dataset=load_dataset("digits", seed=config.seed),
+        train_fn=train_fn,
+    )
     study = optuna.load_study(study_name=job.study_name, storage=optuna_storage(db_url))
     return store, job, outcome, study
 
@@ -79,8 +96,11 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(ray_instanc
     url = f"sqlite:///{tmp_path / 'ps.db'}"
     progress: list[tuple[int, int]] = []
     store, job, outcome, study = _run(
-        url, _config(trials=4), train_fn=_flaky,
-        on_progress=lambda done, failed: progress.append((done, failed)))
+        url,
+        _config(trials=4),
+        train_fn=_flaky,
+        on_progress=lambda done, failed: progress.append((done, failed)),
+    )
     assert outcome.status == "succeeded" and outcome.completed == 4
     states = {t.number: t.state for t in study.trials}
     assert sum(s == TrialState.COMPLETE for s in states.values()) == 4
@@ -112,6 +132,7 @@ def test_cancel_prunes_running_trials_and_keeps_partial_metrics(ray_instance, tm
             on_epoch(epoch, acc, loss, secs)
             time.sleep(30)  # long enough that only the cancel ends it
             return None
+
         return train(arch, dataset, config, on_epoch=report, **kw)
 
     def cancel_after_first_epoch() -> None:
@@ -143,27 +164,32 @@ def test_cancel_prunes_running_trials_and_keeps_partial_metrics(ray_instance, tm
         assert row.epochs_done == trial.user_attrs["epochs_done"]
         assert row.val_acc == trial.user_attrs.get("val_acc")
     # the trial that triggered the cancel had finished its first epoch: its accuracy is kept
-    assert any(rows[t.number].epochs_done == 1 and rows[t.number].val_acc is not None
-               for t in pruned)
+    assert any(
+        rows[t.number].epochs_done == 1 and rows[t.number].val_acc is not None for t in pruned
+    )
 
 
-def _cut_connections(arch: Any, dataset: Any, config: TrainConfig, *, url: str,
-                     **kw: Any) -> TrainResult:
+def _cut_connections(
+    arch: Any, dataset: Any, config: TrainConfig, *, url: str, **kw: Any
+) -> TrainResult:
     """Trains, but first kills every other session on the job's PostgreSQL database."""
     import psycopg
 
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
     except psycopg.OperationalError:
         pass  # the other trial's cut got this one first; the driver's connections are what count
     return train(arch, dataset, config, **kw)
 
 
 def test_lost_database_connections_lose_nothing(ray_instance, pg_url):
-    store, job, outcome, study = _run(pg_url, _config(trials=4),
-                                      train_fn=functools.partial(_cut_connections, url=pg_url))
+    store, job, outcome, study = _run(
+        pg_url, _config(trials=4), train_fn=functools.partial(_cut_connections, url=pg_url)
+    )
     assert outcome.status == "succeeded"
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     rows = list_candidates(store, job.id)
@@ -175,8 +201,14 @@ class _CutConnection:
     that ``at(statement, parameters)`` first picks or, with ``after_commit``, in the first
     statement after that one's transaction commits."""
 
-    def __init__(self, engine: sa.Engine, url: str, *, at: Callable[[str, Any], bool],
-                 after_commit: bool = False) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        url: str,
+        *,
+        at: Callable[[str, Any], bool],
+        after_commit: bool = False,
+    ) -> None:
         self.url, self.at, self.after_commit, self.state = url, at, after_commit, "watch"
         sa.event.listen(engine, "before_cursor_execute", self._statement)
         sa.event.listen(engine, "commit", self._commit)
@@ -189,8 +221,9 @@ class _CutConnection:
             import psycopg
 
             with psycopg.connect(self.url, autocommit=True) as other:
-                other.execute("SELECT pg_terminate_backend(%s)",
-                              (cursor.connection.info.backend_pid,))
+                other.execute(
+                    "SELECT pg_terminate_backend(%s)", (cursor.connection.info.backend_pid,)
+                )
 
     def _commit(self, conn) -> None:
         if self.state == "picked":
@@ -210,28 +243,45 @@ def test_connection_lost_inside_ask_leaves_no_orphan_trial(ray_instance, pg_url)
     # the second trial is created, then the connection drops while ask reads it back
     storage = optuna_storage(pg_url)
     created = itertools.count(1)
-    _runs_through(pg_url, storage, _CutConnection(
-        storage.engine, pg_url, after_commit=True,
-        at=lambda sql, _: sql.startswith("INSERT INTO trials ") and next(created) == 2))
+    _runs_through(
+        pg_url,
+        storage,
+        _CutConnection(
+            storage.engine,
+            pg_url,
+            after_commit=True,
+            at=lambda sql, _: sql.startswith("INSERT INTO trials ") and next(created) == 2,
+        ),
+    )
 
 
 def test_connection_lost_while_recording_a_result_is_retried(ray_instance, pg_url):
     storage = optuna_storage(pg_url)
-    _runs_through(pg_url, storage, _CutConnection(
-        storage.engine, pg_url,
-        at=lambda sql, params: sql.startswith("INSERT INTO trial_user_attributes")
-        and "val_acc" in str(params)))
+    _runs_through(
+        pg_url,
+        storage,
+        _CutConnection(
+            storage.engine,
+            pg_url,
+            at=lambda sql, params: (
+                sql.startswith("INSERT INTO trial_user_attributes") and "val_acc" in str(params)
+            ),
+        ),
+    )
 
 
-def test_connection_lost_while_ending_the_job_is_retried(ray_instance, pg_url, tmp_path,
-                                                         monkeypatch):
+def test_connection_lost_while_ending_the_job_is_retried(
+    ray_instance, pg_url, tmp_path, monkeypatch
+):
     monkeypatch.setenv("POOLSTRIDE_ARTIFACTS", str(tmp_path))
     store = Store.open(pg_url, create=True)
     job = store.submit(_config(trials=2))
     worker = Worker(pg_url)
-    cut = _CutConnection(worker.store.engine, pg_url,
-                         at=lambda sql, params: sql.startswith("UPDATE ps_jobs")
-                         and "succeeded" in str(params))
+    cut = _CutConnection(
+        worker.store.engine,
+        pg_url,
+        at=lambda sql, params: sql.startswith("UPDATE ps_jobs") and "succeeded" in str(params),
+    )
     [(job_id, outcome)] = worker.run(once=True)
     assert cut.state == "done"
     assert (job_id, outcome.status) == (job.id, "succeeded")
@@ -246,8 +296,10 @@ def test_recover_completes_rows_whose_trial_optuna_already_holds(ray_instance, t
     first = list_candidates(store, job.id)[0]
     # a worker that died between telling Optuna and writing its own row
     with store.session(write=True) as s:
-        s.execute(sa.text("update ps_candidates set state = 'running', val_acc = null "
-                          "where id = :id"), {"id": first.id})
+        s.execute(
+            sa.text("update ps_candidates set state = 'running', val_acc = null where id = :id"),
+            {"id": first.id},
+        )
     assert runner.recover(study, store, job.id) == 0
     again = {r.id: r for r in list_candidates(store, job.id)}[first.id]
     assert again.state == "complete"

@@ -20,13 +20,24 @@ from search.store import Store, list_candidates, optuna_storage
 pytestmark = pytest.mark.slow
 
 POOLSTRIDE = [sys.executable, "-m", "search.cli"]
-TINY = ["--dataset", "digits", "--epochs", "1", "--widths", "8,16", "--stages", "2",
-        "--batch-size", "64"]
+TINY = [
+    "--dataset",
+    "digits",
+    "--epochs",
+    "1",
+    "--widths",
+    "8,16",
+    "--stages",
+    "2",
+    "--batch-size",
+    "64",
+]
 
 
 def cli(*args: str, db: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*POOLSTRIDE, *args, "--db", db], capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    return subprocess.run(
+        [*POOLSTRIDE, *args, "--db", db], capture_output=True, text=True, timeout=timeout, **kw
+    )
 
 
 def _processes_marked(mark: str) -> list[int]:
@@ -51,12 +62,25 @@ def test_run_end_to_end_on_digits(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["status"] == "succeeded" and out["trials_done"] == 6
-    assert out["pareto"] and all({"s1.downsample", "val_acc", "flops"} <= set(r)
-                                 for r in out["pareto"])
+    assert out["pareto"] and all(
+        {"s1.downsample", "val_acc", "flops"} <= set(r) for r in out["pareto"]
+    )
 
     listed = subprocess.run(
-        [str(Path(sys.executable).with_name("optuna")), "trials", "--study-name", out["study"],
-         "--storage", db, "-f", "json"], capture_output=True, text=True, timeout=120)
+        [
+            str(Path(sys.executable).with_name("optuna")),
+            "trials",
+            "--study-name",
+            out["study"],
+            "--storage",
+            db,
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listed.returncode == 0, listed.stderr
     assert [t["state"] for t in json.loads(listed.stdout)] == ["COMPLETE"] * 6
 
@@ -70,22 +94,39 @@ def test_run_end_to_end_on_digits(tmp_path):
 
 def test_kill_9_worker_is_resumed_by_the_next_without_losing_or_doubling(tmp_path):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
-    submitted = cli("submit", *TINY, "--trials", "6", "--epochs", "2", "--sampler", "random",
-                    "--concurrency", "2", "--json", db=db)
+    submitted = cli(
+        "submit",
+        *TINY,
+        "--trials",
+        "6",
+        "--epochs",
+        "2",
+        "--sampler",
+        "random",
+        "--concurrency",
+        "2",
+        "--json",
+        db=db,
+    )
     assert submitted.returncode == 0, submitted.stderr
     job = json.loads(submitted.stdout)
     engine = sa.create_engine(db)
 
     def count(state: str) -> int:
         with engine.connect() as conn:
-            return conn.execute(sa.text("select count(*) from ps_candidates where state = :s"),
-                                {"s": state}).scalar_one()
+            return conn.execute(
+                sa.text("select count(*) from ps_candidates where state = :s"), {"s": state}
+            ).scalar_one()
 
     mark = f"PS_TEST_WORKER={tmp_path.name}"
     env = {**os.environ, "PS_TEST_WORKER": tmp_path.name}
-    first = subprocess.Popen([*POOLSTRIDE, "worker", "--once", "--lease-s", "4", "--db", db],
-                             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [*POOLSTRIDE, "worker", "--once", "--lease-s", "4", "--db", db],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 180
     while not (count("complete") >= 1 and count("running") >= 1):
         assert first.poll() is None, "the first worker ended before it could be killed"
@@ -121,8 +162,8 @@ def test_kill_9_worker_is_resumed_by_the_next_without_losing_or_doubling(tmp_pat
 
     # the second attempt's own draws are new, not the first attempt's sequence again
     first_draws = [t.params for t in before]
-    fresh = [t.params for t in study.trials[len(before):] if "retry_of" not in t.user_attrs]
-    assert fresh and fresh != first_draws[:len(fresh)]
+    fresh = [t.params for t in study.trials[len(before) :] if "retry_of" not in t.user_attrs]
+    assert fresh and fresh != first_draws[: len(fresh)]
 
     rows = list_candidates(Store.open(db), job["id"])
     numbers = {t.number for t in study.trials}
@@ -141,10 +182,16 @@ def test_two_workers_on_postgres_run_each_of_four_jobs_once(pg_url, tmp_path):
         proc = cli("submit", *TINY, "--trials", "2", "--name", f"job{i}", "--json", db=pg_url)
         assert proc.returncode == 0, proc.stderr
         ids.append(json.loads(proc.stdout)["id"])
-    workers = [subprocess.Popen([*POOLSTRIDE, "worker", "--drain", "--db", pg_url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                cwd=tmp_path)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [*POOLSTRIDE, "worker", "--drain", "--db", pg_url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
     for w in workers:
         _, err = w.communicate(timeout=400)
         assert w.returncode == 0, err[-3000:]
@@ -161,11 +208,18 @@ def test_two_workers_on_postgres_run_each_of_four_jobs_once(pg_url, tmp_path):
 
 def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
-    job = json.loads(cli("submit", *TINY, "--trials", "4", "--epochs", "3", "--concurrency", "2",
-                         "--json", db=db).stdout)
+    job = json.loads(
+        cli(
+            "submit", *TINY, "--trials", "4", "--epochs", "3", "--concurrency", "2", "--json", db=db
+        ).stdout
+    )
     engine = sa.create_engine(db)
-    worker = subprocess.Popen([*POOLSTRIDE, "worker", "--once", "--db", db],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [*POOLSTRIDE, "worker", "--once", "--db", db],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while True:
         with engine.connect() as conn:
@@ -183,8 +237,11 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
     assert interrupted
-    waiting = {t.user_attrs["retry_of"]: t.system_attrs["fixed_params"] for t in study.trials
-               if t.state == TrialState.WAITING}
+    waiting = {
+        t.user_attrs["retry_of"]: t.system_attrs["fixed_params"]
+        for t in study.trials
+        if t.state == TrialState.WAITING
+    }
     assert waiting == {t.number: t.params for t in interrupted}
 
     assert cli("worker", "--once", db=db).returncode == 0
@@ -196,8 +253,21 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
 def test_missing_data_fails_the_job_at_once_with_one_reason(tmp_path):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
     missing = str(tmp_path / "nowhere.npz")
-    submitted = cli("submit", "--dataset", "npz", "--data-path", missing, "--input", "1x8x8",
-                    "--trials", "2", "--epochs", "1", "--json", db=db)
+    submitted = cli(
+        "submit",
+        "--dataset",
+        "npz",
+        "--data-path",
+        missing,
+        "--input",
+        "1x8x8",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--json",
+        db=db,
+    )
     assert submitted.returncode == 0 and "does not exist here" in submitted.stderr
     job = json.loads(submitted.stdout)
     worker = cli("worker", "--once", db=db)
@@ -212,5 +282,6 @@ def test_missing_data_fails_the_job_at_once_with_one_reason(tmp_path):
     run = cli("run", "--dataset", "npz", "--data-path", missing, "--input", "1x8x8", db=db)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.strip().splitlines() == [
-        f"poolstride: error: --data-dir {missing!r} does not exist"]
+        f"poolstride: error: --data-dir {missing!r} does not exist"
+    ]
     assert len(json.loads(cli("jobs", "--json", db=db).stdout)) == 1  # run queued nothing

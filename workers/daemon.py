@@ -42,9 +42,16 @@ class Worker:
         >>> worker.run(once=True)  # doctest: +SKIP
     """
 
-    def __init__(self, db_url: str, *, lease_s: float = 60.0, poll_s: float = 2.0,
-                 cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-                 on_progress: Callable[[int, int, int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        lease_s: float = 60.0,
+        poll_s: float = 2.0,
+        cpus_per_trial: float | None = None,
+        gpus_per_trial: float | None = None,
+        on_progress: Callable[[int, int, int, int], None] | None = None,
+    ) -> None:
         self.db_url = db_url
         self.store = Store.open(db_url)
         self.id = new_worker_id()
@@ -60,8 +67,14 @@ class Worker:
         if self._job_stop is not None:
             self._job_stop.set("shutdown")
 
-    def run(self, *, once: bool = False, drain: bool = False, job_id: int | None = None,
-            ray_address: str | None = None) -> list[tuple[int, JobOutcome]]:
+    def run(
+        self,
+        *,
+        once: bool = False,
+        drain: bool = False,
+        job_id: int | None = None,
+        ray_address: str | None = None,
+    ) -> list[tuple[int, JobOutcome]]:
         """Work jobs until shutdown; ``once``: one job at most; ``drain``: until none is queued.
 
         ``job_id`` restricts the worker to that one job (what ``poolstride run`` uses).
@@ -73,8 +86,10 @@ class Worker:
         try:
             with ray_session(address=ray_address):
                 # after ray.init, which installs a C++ SIGTERM handler that would kill us
-                previous = {sig: signal.signal(sig, self._on_signal)
-                            for sig in (signal.SIGTERM, signal.SIGINT)}
+                previous = {
+                    sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT)
+                }
                 while not self.shutdown.is_set():
                     job = self.store.claim(self.id, self.lease_s, job_id=job_id)
                     if job is None:
@@ -109,21 +124,26 @@ class Worker:
         beat.start()
         try:
             outcome = run_job(
-                store=self.store, job_id=job.id, config=config, study_name=job.study_name,
-                attempt=job.attempts, worker_id=self.id, storage=optuna_storage(self.db_url),
-                stop=stop, on_progress=self._progress(job.id, config.trials),
-                weights_dir=artifact_dir(self.db_url) / f"job-{job.id}")
+                store=self.store,
+                job_id=job.id,
+                config=config,
+                study_name=job.study_name,
+                attempt=job.attempts,
+                worker_id=self.id,
+                storage=optuna_storage(self.db_url),
+                stop=stop,
+                on_progress=self._progress(job.id, config.trials),
+                weights_dir=artifact_dir(self.db_url) / f"job-{job.id}",
+            )
         except Exception as exc:
             log.exception("job %s failed on this worker", job.id)
             stop.set("error")
             beat.join()
-            after = self._end(self.store.fail_attempt, job.id,
-                              error=f"{type(exc).__name__}: {exc}")
+            after = self._end(self.store.fail_attempt, job.id, error=f"{type(exc).__name__}: {exc}")
             if after is None:
                 return JobOutcome("interrupted", 0, 0, f"lease lost; {exc}")
             status = "requeued" if after.status == "queued" else after.status
-            return JobOutcome(status, 0, 0, f"attempt {after.attempts}/{after.max_attempts}: "
-                              f"{exc}")
+            return JobOutcome(status, 0, 0, f"attempt {after.attempts}/{after.max_attempts}: {exc}")
         finally:
             self._job_stop = None
         stop.set(stop.reason or "done")
@@ -141,14 +161,16 @@ class Worker:
         try:
             return retrying(write, job_id, self.id, **kw)
         except LeaseLostError:
-            log.warning("job %s is no longer held by this worker; its end is left to its holder",
-                        job_id)
+            log.warning(
+                "job %s is no longer held by this worker; its end is left to its holder", job_id
+            )
             return None
 
     def _progress(self, job_id: int, total: int) -> Callable[[int, int], None]:
         def report(completed: int, failed: int) -> None:
             if self.on_progress:
                 self.on_progress(job_id, completed, total, failed)
+
         return report
 
     def _heartbeat(self, job_id: int, stop: StopRequest) -> None:

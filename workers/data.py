@@ -64,12 +64,23 @@ __all__ = [
 DATASETS: tuple[str, ...] = ("mnist5k", "digits", "cifar10", "imagefolder", "npz", "synthetic")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # as published on the CIFAR-10 page
-CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog",
-                                    "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES: tuple[str, ...] = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 CIFAR10_DIR = "cifar-10-batches-py"
 _CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
-_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp", ".tif",
-                             ".tiff"})
+_IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp", ".tif", ".tiff"}
+)
 _SYNTHETIC_SIZE = 2000
 _CACHE_FORMAT = 1
 _CHUNK = 1 << 20
@@ -148,11 +159,17 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else default_cache_dir() / "data"
 
 
-def load_dataset(name: str = "mnist5k", *, data_dir: str | os.PathLike[str] | None = None,
-                 input_shape: tuple[int, int, int] | None = None, seed: int = 0,
-                 val_fraction: float = 0.1, test_fraction: float = 0.2,
-                 cache_dir: str | os.PathLike[str] | None = None,
-                 size: int | None = None) -> Dataset:
+def load_dataset(
+    name: str = "mnist5k",
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    cache_dir: str | os.PathLike[str] | None = None,
+    size: int | None = None,
+) -> Dataset:
     """Load dataset ``name`` and split it, stratified by class and seeded by ``seed``.
 
     Without its own test split, ``test_fraction`` and ``val_fraction`` of each class go to test
@@ -182,8 +199,10 @@ def load_dataset(name: str = "mnist5k", *, data_dir: str | os.PathLike[str] | No
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r} (expected one of {', '.join(DATASETS)})")
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be "
-                         "in (0, 1) and sum to less than 1")
+        raise ValueError(
+            f"val_fraction {val_fraction} and test_fraction {test_fraction} must be "
+            "in (0, 1) and sum to less than 1"
+        )
     if input_shape is not None and (len(input_shape) != 3 or min(input_shape) < 1):
         raise ValueError(f"input_shape {input_shape!r} is not three positive integers (C, H, W)")
     if size is not None and name != "synthetic":
@@ -209,22 +228,30 @@ def load_dataset(name: str = "mnist5k", *, data_dir: str | os.PathLike[str] | No
         if not path.exists():
             raise ValueError(f"{name} data {str(path)!r} does not exist")
         if name == "npz":
-            arrays = _check_shape(name, _cached(cache, name, [path], None, lambda: _read_npz(path)),
-                                  input_shape)
+            arrays = _check_shape(
+                name, _cached(cache, name, [path], None, lambda: _read_npz(path)), input_shape
+            )
         else:
             shape = input_shape or (3, 32, 32)
             if shape[0] not in (1, 3):
                 raise ValueError(f"imagefolder needs 1 or 3 channels, not {shape[0]}")
-            arrays = _cached(cache, name, _source_files(path), shape,
-                             lambda: _read_imagefolder(path, shape))
+            arrays = _cached(
+                cache, name, _source_files(path), shape, lambda: _read_imagefolder(path, shape)
+            )
     return _split(name, arrays, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
 
 
 # --------------------------------------------------------------------------- splitting
 
 
-def _split(name: str, a: _Arrays, *, seed: int, val_fraction: float, test_fraction: float,
-           ) -> Dataset:
+def _split(
+    name: str,
+    a: _Arrays,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> Dataset:
     rng = np.random.default_rng(seed)
     if a.x_test is None or a.y_test is None:
         train, val, test = _stratified(a.y, (val_fraction, test_fraction), rng)
@@ -235,23 +262,33 @@ def _split(name: str, a: _Arrays, *, seed: int, val_fraction: float, test_fracti
         order = rng.permutation(len(a.y_test))
         x_test, y_test = a.x_test[order], a.y_test[order]
     if len(train) == 0 or len(val) == 0 or len(y_test) == 0:
-        raise ValueError(f"dataset {name!r} is too small to split: {len(train)} train, "
-                         f"{len(val)} validation and {len(y_test)} test examples")
+        raise ValueError(
+            f"dataset {name!r} is too small to split: {len(train)} train, "
+            f"{len(val)} validation and {len(y_test)} test examples"
+        )
     x_train = a.x[train]
     mean, std = _channel_stats(x_train)
     return Dataset(
         name=name,
-        x_train=torch.from_numpy(x_train), y_train=torch.from_numpy(a.y[train]),
-        x_val=torch.from_numpy(a.x[val]), y_val=torch.from_numpy(a.y[val]),
-        x_test=torch.from_numpy(x_test), y_test=torch.from_numpy(y_test),
+        x_train=torch.from_numpy(x_train),
+        y_train=torch.from_numpy(a.y[train]),
+        x_val=torch.from_numpy(a.x[val]),
+        y_val=torch.from_numpy(a.y[val]),
+        x_test=torch.from_numpy(x_test),
+        y_test=torch.from_numpy(y_test),
         num_classes=len(a.classes),
         input_shape=(int(a.x.shape[1]), int(a.x.shape[2]), int(a.x.shape[3])),
-        mean=mean, std=std, classes=a.classes,
+        mean=mean,
+        std=std,
+        classes=a.classes,
     )
 
 
-def _stratified(y: np.ndarray, fractions: Sequence[float], rng: np.random.Generator,
-                ) -> list[np.ndarray]:
+def _stratified(
+    y: np.ndarray,
+    fractions: Sequence[float],
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
     """Shuffled index arrays: the rest, then one per fraction, each class split in proportion.
 
     Each fraction gets ``round(len(y) * fraction)`` examples in all; per class its floor share,
@@ -264,14 +301,14 @@ def _stratified(y: np.ndarray, fractions: Sequence[float], rng: np.random.Genera
         exact = counts * fraction
         share = np.floor(exact).astype(np.int64)
         missing = int(len(y) * fraction + 0.5) - int(share.sum())
-        share[np.argsort(-(exact - share), kind="stable")[:max(missing, 0)]] += 1
+        share[np.argsort(-(exact - share), kind="stable")[: max(missing, 0)]] += 1
         shares.append(share)
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for c, label in enumerate(labels):
         idx = rng.permutation(np.flatnonzero(y == label))
         start = 0
         for k, share in enumerate(shares, 1):
-            parts[k].append(idx[start:start + share[c]])
+            parts[k].append(idx[start : start + share[c]])
             start += share[c]
         parts[0].append(idx[start:])
     return [rng.permutation(np.concatenate(p)) for p in parts]
@@ -282,20 +319,22 @@ def _channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]
     total = np.zeros(x.shape[1])
     squares = np.zeros(x.shape[1])
     for start in range(0, len(x), 4096):
-        chunk = x[start:start + 4096].astype(np.float64)
+        chunk = x[start : start + 4096].astype(np.float64)
         total += chunk.sum(axis=(0, 2, 3))
-        squares += (chunk ** 2).sum(axis=(0, 2, 3))
+        squares += (chunk**2).sum(axis=(0, 2, 3))
     count = x.shape[0] * x.shape[2] * x.shape[3]
     mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     return tuple(float(m) for m in mean), tuple(float(s) if s > 1e-8 else 1.0 for s in std)
 
 
 def _check_shape(name: str, a: _Arrays, input_shape: tuple[int, int, int] | None) -> _Arrays:
     shape = tuple(int(s) for s in a.x.shape[1:])
     if input_shape is not None and tuple(input_shape) != shape:
-        raise ValueError(f"dataset {name!r} is {'x'.join(map(str, shape))}, not "
-                         f"{'x'.join(map(str, input_shape))}")
+        raise ValueError(
+            f"dataset {name!r} is {'x'.join(map(str, shape))}, not "
+            f"{'x'.join(map(str, input_shape))}"
+        )
     return a
 
 
@@ -307,8 +346,9 @@ def _load_mnist5k() -> _Arrays:
 
     x, y = mnist_data()
     images = np.asarray(x).reshape(-1, 1, 28, 28).astype(np.uint8)
-    return _Arrays(images, np.asarray(y, dtype=np.int64), None, None,
-                   tuple(str(d) for d in range(10)))
+    return _Arrays(
+        images, np.asarray(y, dtype=np.int64), None, None, tuple(str(d) for d in range(10))
+    )
 
 
 def _load_digits() -> _Arrays:
@@ -316,8 +356,13 @@ def _load_digits() -> _Arrays:
 
     bunch = load_digits()
     images = np.asarray(bunch.images).reshape(-1, 1, 8, 8).astype(np.uint8)  # values 0..16
-    return _Arrays(images, np.asarray(bunch.target, dtype=np.int64), None, None,
-                   tuple(str(d) for d in range(10)))
+    return _Arrays(
+        images,
+        np.asarray(bunch.target, dtype=np.int64),
+        None,
+        None,
+        tuple(str(d) for d in range(10)),
+    )
 
 
 def _synthetic(shape: tuple[int, int, int], size: int) -> _Arrays:
@@ -342,8 +387,13 @@ def _synthetic(shape: tuple[int, int, int], size: int) -> _Arrays:
 # --------------------------------------------------------------------------- cache
 
 
-def _cached(cache_dir: Path, name: str, files: Sequence[Path], shape: tuple[int, ...] | None,
-            decode: Callable[[], _Arrays]) -> _Arrays:
+def _cached(
+    cache_dir: Path,
+    name: str,
+    files: Sequence[Path],
+    shape: tuple[int, ...] | None,
+    decode: Callable[[], _Arrays],
+) -> _Arrays:
     """``decode()``, or the arrays it returned last time for unchanged ``files`` and ``shape``."""
     stats = []
     for f in files:
@@ -355,15 +405,22 @@ def _cached(cache_dir: Path, name: str, files: Sequence[Path], shape: tuple[int,
         try:
             with np.load(path, allow_pickle=False) as z:
                 has_test = "x_test" in z.files
-                return _Arrays(z["x"], z["y"], z["x_test"] if has_test else None,
-                               z["y_test"] if has_test else None,
-                               tuple(str(c) for c in z["classes"]))
+                return _Arrays(
+                    z["x"],
+                    z["y"],
+                    z["x_test"] if has_test else None,
+                    z["y_test"] if has_test else None,
+                    tuple(str(c) for c in z["classes"]),
+                )
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache file is decoded again and replaced
     arrays = decode()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    fields: dict[str, np.ndarray] = {"x": arrays.x, "y": arrays.y,
-                                     "classes": np.array(arrays.classes)}
+    fields: dict[str, np.ndarray] = {
+        "x": arrays.x,
+        "y": arrays.y,
+        "classes": np.array(arrays.classes),
+    }
     if arrays.x_test is not None and arrays.y_test is not None:
         fields.update(x_test=arrays.x_test, y_test=arrays.y_test)
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=cache_dir)
@@ -391,8 +448,10 @@ def _cifar10_folder(data_dir: Path) -> Path:
     for folder in (data_dir / CIFAR10_DIR, data_dir):
         if all((folder / f).is_file() for f in _CIFAR10_FILES):
             return folder
-    raise ValueError(f"CIFAR-10 batches not found in {str(data_dir)!r}; run "
-                     f"`poolstride data fetch cifar10 --data-dir {data_dir}` first")
+    raise ValueError(
+        f"CIFAR-10 batches not found in {str(data_dir)!r}; run "
+        f"`poolstride data fetch cifar10 --data-dir {data_dir}` first"
+    )
 
 
 def _read_cifar10(folder: Path) -> _Arrays:
@@ -404,18 +463,30 @@ def _read_cifar10(folder: Path) -> _Arrays:
             # python-2 pickles (the official files) have bytes keys, python-3 ones str keys
             x = np.asarray(d.get(b"data", d.get("data")), dtype=np.uint8).reshape(-1, 3, 32, 32)
             y = np.asarray(d.get(b"labels", d.get("labels")), dtype=np.int64)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError,
-                ValueError) as exc:
-            raise ValueError(f"CIFAR-10 batch {str(folder / file)!r} is unreadable: "
-                             f"{exc}") from None
+        except (
+            OSError,
+            pickle.UnpicklingError,
+            EOFError,
+            AttributeError,
+            TypeError,
+            ValueError,
+        ) as exc:
+            raise ValueError(
+                f"CIFAR-10 batch {str(folder / file)!r} is unreadable: {exc}"
+            ) from None
         if len(x) != len(y) or (len(y) and not 0 <= y.min() <= y.max() < 10):
             raise ValueError(f"CIFAR-10 batch {str(folder / file)!r} has bad labels")
         return x, y
 
     train = [batch(f) for f in _CIFAR10_FILES[:-1]]
     x_test, y_test = batch(_CIFAR10_FILES[-1])
-    return _Arrays(np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]),
-                   x_test, y_test, CIFAR10_CLASSES)
+    return _Arrays(
+        np.concatenate([b[0] for b in train]),
+        np.concatenate([b[1] for b in train]),
+        x_test,
+        y_test,
+        CIFAR10_CLASSES,
+    )
 
 
 # --------------------------------------------------------------------------- npz
@@ -438,8 +509,7 @@ def _read_npz(path: Path) -> _Arrays:
         x_test = _npz_images(arrays["x_test"], "x_test").astype(x.dtype)
         y_test = _npz_labels(arrays["y_test"], len(x_test), "y_test")
         if x_test.shape[1:] != x.shape[1:]:
-            raise ValueError(f"x_test images are {x_test.shape[1:]}, x_train images "
-                             f"{x.shape[1:]}")
+            raise ValueError(f"x_test images are {x_test.shape[1:]}, x_train images {x.shape[1:]}")
     k = int(max(y.max(), y_test.max() if y_test is not None and len(y_test) else 0)) + 1
     return _Arrays(x, y, x_test, y_test, tuple(str(c) for c in range(k)))
 
@@ -477,8 +547,11 @@ class _Image(NamedTuple):
 
 def _list_images(path: Path) -> list[_Image]:
     if path.is_dir():
-        return [_Image(p.relative_to(path).parts, p) for p in sorted(path.rglob("*"))
-                if _is_image(p.name) and p.is_file()]
+        return [
+            _Image(p.relative_to(path).parts, p)
+            for p in sorted(path.rglob("*"))
+            if _is_image(p.name) and p.is_file()
+        ]
     if not tarfile.is_tarfile(path):
         raise ValueError(f"{str(path)!r} is neither a folder nor a tar archive of images")
     images = []
@@ -505,16 +578,20 @@ def _read_imagefolder(path: Path, shape: tuple[int, int, int]) -> _Arrays:
     if not images:
         raise ValueError(f"no images found in {str(path)!r}")
     # a wrapping folder (archive/cifar10/train/...) is not a class: descend through it
-    while (len({im.parts[0] for im in images}) == 1 and min(len(im.parts) for im in images) >= 3
-           and images[0].parts[0] not in ("train", "test")):
+    while (
+        len({im.parts[0] for im in images}) == 1
+        and min(len(im.parts) for im in images) >= 3
+        and images[0].parts[0] not in ("train", "test")
+    ):
         images = [_Image(im.parts[1:], im.source) for im in images]
     tops = {im.parts[0] for im in images}
     split_layout = "train" in tops and tops <= {"train", "test"}
     depth = 3 if split_layout else 2
     loose = next((im for im in images if len(im.parts) < depth), None)
     if loose is not None:
-        raise ValueError(f"image {'/'.join(loose.parts)!r} in {str(path)!r} is not inside a "
-                         "class folder")
+        raise ValueError(
+            f"image {'/'.join(loose.parts)!r} in {str(path)!r} is not inside a class folder"
+        )
     train = [im for im in images if not split_layout or im.parts[0] == "train"]
     test = [im for im in images if split_layout and im.parts[0] == "test"]
     classes = sorted({im.parts[depth - 2] for im in train})
@@ -565,9 +642,13 @@ def _decode_images(images: Sequence[_Image], shape: tuple[int, int, int]) -> np.
 # --------------------------------------------------------------------------- fetch
 
 
-def fetch_cifar10(data_dir: str | os.PathLike[str], *, url: str = CIFAR10_URL,
-                  checksum: str = CIFAR10_MD5,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
+def fetch_cifar10(
+    data_dir: str | os.PathLike[str],
+    *,
+    url: str = CIFAR10_URL,
+    checksum: str = CIFAR10_MD5,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Download, verify and unpack CIFAR-10's python batches into ``data_dir``.
 
     Nothing is downloaded when ``data_dir/cifar-10-batches-py`` already holds all six batches.
@@ -610,8 +691,10 @@ def fetch_cifar10(data_dir: str | os.PathLike[str], *, url: str = CIFAR10_URL,
         with os.fdopen(fd, "wb") as fh:
             actual = _download(url, fh, hashlib.new(digest), progress)
         if actual != checksum.lower():
-            raise ValueError(f"download from {url} has {digest} {actual}, expected "
-                             f"{checksum.lower()}; the file was discarded")
+            raise ValueError(
+                f"download from {url} has {digest} {actual}, expected "
+                f"{checksum.lower()}; the file was discarded"
+            )
         unpack_dir = Path(tempfile.mkdtemp(prefix=".cifar10-", dir=root))
         _safe_unpack(Path(archive), unpack_dir)
         unpacked = unpack_dir / CIFAR10_DIR
@@ -628,8 +711,12 @@ def fetch_cifar10(data_dir: str | os.PathLike[str], *, url: str = CIFAR10_URL,
     return target
 
 
-def _download(url: str, fh: io.BufferedWriter, hasher: hashlib._Hash,
-              progress: Callable[[int, int], None] | None) -> str:
+def _download(
+    url: str,
+    fh: io.BufferedWriter,
+    hasher: hashlib._Hash,
+    progress: Callable[[int, int], None] | None,
+) -> str:
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0)
@@ -669,4 +756,3 @@ def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
     target = (dest / member.name).resolve()
     if PurePosixPath(member.name).is_absolute() or not target.is_relative_to(dest.resolve()):
         raise ValueError(f"archive member {member.name!r} points outside the target folder")
-

@@ -38,8 +38,14 @@ def get_padding(kernel: int) -> int:
     return kernel // 2
 
 
-def conv_bn_act(cin: int, cout: int, kernel: int, *, stride: int = 1, act: bool = True,
-                ) -> nn.Sequential:
+def conv_bn_act(
+    cin: int,
+    cout: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    act: bool = True,
+) -> nn.Sequential:
     """Conv (no bias) → BatchNorm → ReLU (ReLU left out with ``act=False``)."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride=stride, padding=get_padding(kernel), bias=False),
@@ -89,8 +95,9 @@ def create_downsample(name: str, *, channels: int, kernel: int) -> nn.Module:
     try:
         factory = _DOWNSAMPLE[name]
     except KeyError:
-        raise ValueError(f"unknown downsample {name!r} (expected one of "
-                         f"{', '.join(_DOWNSAMPLE)})") from None
+        raise ValueError(
+            f"unknown downsample {name!r} (expected one of {', '.join(_DOWNSAMPLE)})"
+        ) from None
     return factory(channels, kernel)
 
 
@@ -111,8 +118,9 @@ def create_skip(name: str, *, cin: int, cout: int) -> nn.Module | None:
 class Stage(nn.Module):
     """``depth`` convs of one kernel size, a downsample, and an optional shortcut added last."""
 
-    def __init__(self, cin: int, *, downsample: str, kernel: int, skip: str, width: int,
-                 depth: int) -> None:
+    def __init__(
+        self, cin: int, *, downsample: str, kernel: int, skip: str, width: int, depth: int
+    ) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"depth {depth} and width {width} must be positive")
@@ -138,8 +146,16 @@ class Net(nn.Module):
         self.stem = conv_bn_act(in_channels, stages[0].width, STEM_KERNEL)
         blocks, cin = [], stages[0].width
         for s in stages:
-            blocks.append(Stage(cin, downsample=s.downsample, kernel=s.kernel, skip=s.skip,
-                                width=s.width, depth=s.depth))
+            blocks.append(
+                Stage(
+                    cin,
+                    downsample=s.downsample,
+                    kernel=s.kernel,
+                    skip=s.skip,
+                    width=s.width,
+                    depth=s.depth,
+                )
+            )
             cin = s.width
         self.stages = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -45,8 +45,15 @@ from search.objectives import direction
 from search.space import ArchSpec, max_stages
 from search.store import Store, list_candidates
 
-__all__ = ["JobOutcome", "StopRequest", "StudySearcher", "make_sampler", "ray_session",
-           "retrying", "run_job"]
+__all__ = [
+    "JobOutcome",
+    "StopRequest",
+    "StudySearcher",
+    "make_sampler",
+    "ray_session",
+    "retrying",
+    "run_job",
+]
 
 log = logging.getLogger(__name__)
 # Tune's result files are off (results live in the database), so its end-of-run analysis
@@ -113,8 +120,12 @@ class _Live:
     last: dict[str, Any] = field(default_factory=dict)
 
 
-def make_sampler(name: str, *, seed: int, space_grid: dict[str, list[Any]],
-                 ) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str,
+    *,
+    seed: int,
+    space_grid: dict[str, list[Any]],
+) -> optuna.samplers.BaseSampler:
     """The Optuna sampler called ``name`` (``nsga2``, ``tpe``, ``random`` or ``grid``).
 
     Example:
@@ -132,8 +143,9 @@ def make_sampler(name: str, *, seed: int, space_grid: dict[str, list[Any]],
     raise ValueError(f"unknown sampler {name!r} (expected nsga2, tpe, random or grid)")
 
 
-def _objective_values(objectives: tuple[str, ...], result: dict[str, Any],
-                      cost: dict[str, int]) -> list[float]:
+def _objective_values(
+    objectives: tuple[str, ...], result: dict[str, Any], cost: dict[str, int]
+) -> list[float]:
     return [float(cost[name] if name in cost else result[name]) for name in objectives]
 
 
@@ -156,11 +168,21 @@ class StudySearcher(Searcher):
         on_progress: Called with ``(completed, failed)`` after every finished trial.
     """
 
-    def __init__(self, *, study: optuna.Study, config: JobConfig, store: Store, job_id: int,
-                 attempt: int, worker_id: str, num_classes: int,
-                 input_shape: tuple[int, int, int], stop: StopRequest,
-                 weights_dir: Path | None = None,
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        study: optuna.Study,
+        config: JobConfig,
+        store: Store,
+        job_id: int,
+        attempt: int,
+        worker_id: str,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        stop: StopRequest,
+        weights_dir: Path | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         super().__init__()
         self.study, self.config, self.store = study, config, store
         self.job_id, self.attempt, self.worker_id = job_id, attempt, worker_id
@@ -168,8 +190,9 @@ class StudySearcher(Searcher):
         self.stop, self.on_progress = stop, on_progress
         self.weights_dir = weights_dir
         self.live: dict[str, _Live] = {}
-        self.completed = sum(t.state == TrialState.COMPLETE
-                             for t in study.get_trials(deepcopy=False))
+        self.completed = sum(
+            t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)
+        )
         self.failed = 0
         self.last_error: str | None = None
         # a budget's worth of failures in one run means something is broken, not unlucky
@@ -207,13 +230,25 @@ class StudySearcher(Searcher):
                 self.failed += 1
                 self.last_error = str(exc)
                 continue
-            candidate_id = retrying(self.store.start_candidate,
-                job_id=self.job_id, trial_number=trial.number, optuna_trial_id=trial._trial_id,
-                arch=arch, cost=cost, seed=seed, attempt=self.attempt, worker_id=self.worker_id,
-                epochs_total=self.config.epochs)
+            candidate_id = retrying(
+                self.store.start_candidate,
+                job_id=self.job_id,
+                trial_number=trial.number,
+                optuna_trial_id=trial._trial_id,
+                arch=arch,
+                cost=cost,
+                seed=seed,
+                attempt=self.attempt,
+                worker_id=self.worker_id,
+                epochs_total=self.config.epochs,
+            )
             self.live[trial_id] = _Live(trial, candidate_id, arch)
-            return {"arch": arch.to_dict(), "seed": seed, "trial_number": trial.number,
-                    "keep_weights": self.weights_dir is not None}
+            return {
+                "arch": arch.to_dict(),
+                "seed": seed,
+                "trial_number": trial.number,
+                "keep_weights": self.weights_dir is not None,
+            }
         return Searcher.FINISHED
 
     def _ask(self) -> optuna.Trial:
@@ -251,13 +286,18 @@ class StudySearcher(Searcher):
         live.last = dict(result)
         if "epoch" in result and result["epoch"] > live.epochs_seen:
             live.epochs_seen = int(result["epoch"])
-            retrying(self.store.record_epoch,candidate_id=live.candidate_id, epoch=live.epochs_seen,
-                                    val_acc=float(result["val_acc"]),
-                                    train_loss=float(result["train_loss"]),
-                                    seconds=float(result["epoch_s"]))
+            retrying(
+                self.store.record_epoch,
+                candidate_id=live.candidate_id,
+                epoch=live.epochs_seen,
+                val_acc=float(result["val_acc"]),
+                train_loss=float(result["train_loss"]),
+                seconds=float(result["epoch_s"]),
+            )
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         live = self.live.pop(trial_id, None)
         if live is None:
             return
@@ -274,8 +314,9 @@ class StudySearcher(Searcher):
             self.on_progress(self.completed, self.failed)
 
     def _complete(self, live: _Live, last: dict[str, Any]) -> None:
-        cost = arch_cost(live.arch, input_shape=self.input_shape,
-                         num_classes=self.num_classes)._asdict()
+        cost = arch_cost(
+            live.arch, input_shape=self.input_shape, num_classes=self.num_classes
+        )._asdict()
         try:
             values = _objective_values(self.config.objectives, last, cost)
         except (KeyError, TypeError, ValueError) as exc:
@@ -284,9 +325,20 @@ class StudySearcher(Searcher):
         if not all(math.isfinite(v) for v in values):
             self._fail(live, f"non-finite objective values {values}")
             return
-        attrs = {key: last.get(key) for key in (
-            "val_acc", "test_acc", "latency_ms", "train_s", "trial_s", "device", "ray_node",
-            "cuda_visible_devices", "epochs_done")}
+        attrs = {
+            key: last.get(key)
+            for key in (
+                "val_acc",
+                "test_acc",
+                "latency_ms",
+                "train_s",
+                "trial_s",
+                "device",
+                "ray_node",
+                "cuda_visible_devices",
+                "epochs_done",
+            )
+        }
         attrs["ray_resources"] = json.loads(last.get("ray_resources", "{}"))
         retrying(_set_attrs, live.trial, attrs)
         weights = last.get("weights")
@@ -297,18 +349,29 @@ class StudySearcher(Searcher):
             tmp.write_bytes(weights)
             tmp.replace(path)  # a reader never sees half a file
         retrying(self.study.tell, live.trial, values, skip_if_finished=True)
-        retrying(self.store.finish_candidate,
-            candidate_id=live.candidate_id, state="complete", val_acc=last["val_acc"],
-            test_acc=last.get("test_acc"), latency_ms=last.get("latency_ms"),
-            train_s=last.get("train_s"), device=last.get("device"),
-            epochs_done=int(last.get("epochs_done", live.epochs_seen)))
+        retrying(
+            self.store.finish_candidate,
+            candidate_id=live.candidate_id,
+            state="complete",
+            val_acc=last["val_acc"],
+            test_acc=last.get("test_acc"),
+            latency_ms=last.get("latency_ms"),
+            train_s=last.get("train_s"),
+            device=last.get("device"),
+            epochs_done=int(last.get("epochs_done", live.epochs_seen)),
+        )
         self.completed += 1
 
     def _fail(self, live: _Live, message: str) -> None:
         retrying(live.trial.set_user_attr, "error", message)
         retrying(self.study.tell, live.trial, state=TrialState.FAIL, skip_if_finished=True)
-        retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="failed",
-                                    epochs_done=live.epochs_seen, error=message)
+        retrying(
+            self.store.finish_candidate,
+            candidate_id=live.candidate_id,
+            state="failed",
+            epochs_done=live.epochs_seen,
+            error=message,
+        )
         self.failed += 1
         self.last_error = message
 
@@ -320,18 +383,27 @@ class StudySearcher(Searcher):
             if partial is not None:
                 attrs["val_acc"] = partial
             retrying(_set_attrs, live.trial, attrs)
-            retrying(self.study.tell, live.trial, state=TrialState.PRUNED,
-                     skip_if_finished=True)
-            retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="pruned",
-                                        val_acc=partial, epochs_done=live.epochs_seen,
-                                        error="job cancelled")
+            retrying(self.study.tell, live.trial, state=TrialState.PRUNED, skip_if_finished=True)
+            retrying(
+                self.store.finish_candidate,
+                candidate_id=live.candidate_id,
+                state="pruned",
+                val_acc=partial,
+                epochs_done=live.epochs_seen,
+                error="job cancelled",
+            )
         else:
             # the worker is going away: the trial runs again, same architecture, elsewhere
-            retrying(requeue, self.study, live.trial.number,
-                     reason="worker stopped while the trial ran")
-            retrying(self.store.finish_candidate,candidate_id=live.candidate_id, state="failed",
-                                        epochs_done=live.epochs_seen,
-                                        error="worker stopped while the trial ran")
+            retrying(
+                requeue, self.study, live.trial.number, reason="worker stopped while the trial ran"
+            )
+            retrying(
+                self.store.finish_candidate,
+                candidate_id=live.candidate_id,
+                state="failed",
+                epochs_done=live.epochs_seen,
+                error="worker stopped while the trial ran",
+            )
 
     def abandon_live(self) -> None:
         """Handle trials Tune never reported back (it stopped without telling)."""
@@ -340,8 +412,7 @@ class StudySearcher(Searcher):
 
 
 RETRY_S = 120.0
-DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError,
-             optuna.exceptions.StorageInternalError)
+DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, optuna.exceptions.StorageInternalError)
 
 
 def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -357,8 +428,9 @@ def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         except DB_ERRORS as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning("database unreachable (%s); retrying in %.1f s",
-                        str(exc).splitlines()[0], delay)
+            log.warning(
+                "database unreachable (%s); retrying in %.1f s", str(exc).splitlines()[0], delay
+            )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -389,8 +461,9 @@ def requeue(study: optuna.Study, number: int, *, reason: str) -> None:
         study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
     if all(t.user_attrs.get(RETRY_OF) != number for t in trials):
-        study.enqueue_trial(trial.params, user_attrs={
-            RETRY_OF: number, "seed": trial.user_attrs.get("seed")})
+        study.enqueue_trial(
+            trial.params, user_attrs={RETRY_OF: number, "seed": trial.user_attrs.get("seed")}
+        )
 
 
 def recover(study: optuna.Study, store: Store, job_id: int) -> int:
@@ -409,10 +482,15 @@ def recover(study: optuna.Study, store: Store, job_id: int) -> int:
         if trial.state == TrialState.COMPLETE:
             attrs = trial.user_attrs
             store.finish_candidate(
-                candidate_id=row.id, state="complete", val_acc=attrs["val_acc"],
-                test_acc=attrs.get("test_acc"), latency_ms=attrs.get("latency_ms"),
-                train_s=attrs.get("train_s"), device=attrs.get("device"),
-                epochs_done=attrs.get("epochs_done", row.epochs_total))
+                candidate_id=row.id,
+                state="complete",
+                val_acc=attrs["val_acc"],
+                test_acc=attrs.get("test_acc"),
+                latency_ms=attrs.get("latency_ms"),
+                train_s=attrs.get("train_s"),
+                device=attrs.get("device"),
+                epochs_done=attrs.get("epochs_done", row.epochs_total),
+            )
     store.fail_running_candidates(job_id=job_id, error=_LOST)
     return len(stale)
 
@@ -423,28 +501,37 @@ def _trainable(config: dict[str, Any], dataset: Dataset, train_fn: TrainFn) -> N
     hp = TrainConfig(**{**config["train"], "seed": config["seed"]})
     start = time.perf_counter()
     try:
+
         def on_epoch(epoch: int, val_acc: float, train_loss: float, seconds: float) -> bool:
-            tune.report({"epoch": epoch, "val_acc": val_acc, "train_loss": train_loss,
-                         "epoch_s": seconds})
+            tune.report(
+                {"epoch": epoch, "val_acc": val_acc, "train_loss": train_loss, "epoch_s": seconds}
+            )
             return False
 
-        result = train_fn(arch, dataset, hp, on_epoch=on_epoch,
-                          keep_weights=config["keep_weights"])
+        result = train_fn(arch, dataset, hp, on_epoch=on_epoch, keep_weights=config["keep_weights"])
     except Exception as exc:  # reported, so the searcher can tell Optuna FAIL with the reason
         tune.report({"error": f"{type(exc).__name__}: {exc}"})
         return
     ctx = ray.get_runtime_context()
-    tune.report({"final": True, "val_acc": result.val_acc, "test_acc": result.test_acc,
-                 "latency_ms": result.latency_ms, "train_s": result.train_s,
-                 "device": result.device, "epochs_done": result.epochs_done,
-                 # the candidate's whole work (training, evaluation, latency), for overhead figures
-                 "trial_s": time.perf_counter() - start,
-                 # JSON, because Tune flattens nested results
-                 "ray_resources": json.dumps(ctx.get_assigned_resources(), sort_keys=True),
-                 "ray_node": ctx.get_node_id(),
-                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                 # bytes back to the driver, which files them: nodes need no shared disk
-                 "weights": result.weights})
+    tune.report(
+        {
+            "final": True,
+            "val_acc": result.val_acc,
+            "test_acc": result.test_acc,
+            "latency_ms": result.latency_ms,
+            "train_s": result.train_s,
+            "device": result.device,
+            "epochs_done": result.epochs_done,
+            # the candidate's whole work (training, evaluation, latency), for overhead figures
+            "trial_s": time.perf_counter() - start,
+            # JSON, because Tune flattens nested results
+            "ray_resources": json.dumps(ctx.get_assigned_resources(), sort_keys=True),
+            "ray_node": ctx.get_node_id(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            # bytes back to the driver, which files them: nodes need no shared disk
+            "weights": result.weights,
+        }
+    )
 
 
 class _StopAll(tune.Stopper):
@@ -462,8 +549,9 @@ class _StopAll(tune.Stopper):
 
 
 @contextlib.contextmanager
-def ray_session(*, address: str | None = None, num_cpus: int | None = None,
-                num_gpus: int | None = None) -> Iterator[None]:
+def ray_session(
+    *, address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None
+) -> Iterator[None]:
     """Use the running Ray instance, or start a private one (own temp folder) for the block."""
     if ray.is_initialized():
         yield
@@ -473,11 +561,18 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None,
     if not address:
         # a private instance listens on this machine only; don't write a shared token to ~/.ray
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "logging_level": logging.WARNING, "configure_logging": True}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "configure_logging": True,
+    }
     # if this process dies without ray.shutdown(), the reaper kills what Ray left running
-    reaper = subprocess.Popen([sys.executable, "-m", "workers._reaper", temp_dir],
-                              stdin=subprocess.DEVNULL, start_new_session=True)
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "workers._reaper", temp_dir],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -491,11 +586,21 @@ def ray_session(*, address: str | None = None, num_cpus: int | None = None,
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def run_job(*, store: Store, job_id: int, config: JobConfig, study_name: str, attempt: int,
-            worker_id: str, storage: optuna.storages.BaseStorage, stop: StopRequest | None = None,
-            on_progress: Callable[[int, int], None] | None = None,
-            dataset: Dataset | None = None, train_fn: TrainFn = train,
-            weights_dir: Path | None = None) -> JobOutcome:
+def run_job(
+    *,
+    store: Store,
+    job_id: int,
+    config: JobConfig,
+    study_name: str,
+    attempt: int,
+    worker_id: str,
+    storage: optuna.storages.BaseStorage,
+    stop: StopRequest | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    dataset: Dataset | None = None,
+    train_fn: TrainFn = train,
+    weights_dir: Path | None = None,
+) -> JobOutcome:
     """Run one job to its end on the current Ray instance (see :func:`ray_session`).
 
     ``dataset`` (else loaded from the config) and ``train_fn`` (else :func:`workers.train.train`)
@@ -506,43 +611,81 @@ def run_job(*, store: Store, job_id: int, config: JobConfig, study_name: str, at
     stop = stop or StopRequest()
     if dataset is None:
         try:
-            dataset = load_dataset(config.dataset, data_dir=config.data_dir,
-                                   input_shape=config.space.input_shape, seed=config.seed)
+            dataset = load_dataset(
+                config.dataset,
+                data_dir=config.data_dir,
+                input_shape=config.space.input_shape,
+                seed=config.seed,
+            )
         except ValueError as exc:  # missing or unreadable data: another attempt won't help
             return JobOutcome("failed", 0, 0, f"dataset {config.dataset}: {exc}")
     if len(config.space.stages) > max_stages(dataset.input_shape):
         # the space was checked at submit against the declared shape; files may disagree
-        return JobOutcome("failed", 0, 0, f"the dataset's input {dataset.input_shape} allows "
-                          f"{max_stages(dataset.input_shape)} stages, the space has "
-                          f"{len(config.space.stages)}")
+        return JobOutcome(
+            "failed",
+            0,
+            0,
+            f"the dataset's input {dataset.input_shape} allows "
+            f"{max_stages(dataset.input_shape)} stages, the space has "
+            f"{len(config.space.stages)}",
+        )
     study = optuna.create_study(
-        study_name=study_name, storage=storage, load_if_exists=True,
+        study_name=study_name,
+        storage=storage,
+        load_if_exists=True,
         directions=[direction(o) for o in config.objectives],
-        sampler=make_sampler(config.sampler, seed=_attempt_seed(config.seed, storage, study_name),
-                             space_grid=config.space.distributions()))
+        sampler=make_sampler(
+            config.sampler,
+            seed=_attempt_seed(config.seed, storage, study_name),
+            space_grid=config.space.distributions(),
+        ),
+    )
     recover(study, store, job_id)
     searcher = StudySearcher(
-        study=study, config=config, store=store, job_id=job_id, attempt=attempt,
-        worker_id=worker_id, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
-        stop=stop, on_progress=on_progress,
-        weights_dir=weights_dir if config.keep_weights != "none" else None)
+        study=study,
+        config=config,
+        store=store,
+        job_id=job_id,
+        attempt=attempt,
+        worker_id=worker_id,
+        num_classes=dataset.num_classes,
+        input_shape=dataset.input_shape,
+        stop=stop,
+        on_progress=on_progress,
+        weights_dir=weights_dir if config.keep_weights != "none" else None,
+    )
     if searcher.completed >= config.trials:
         return JobOutcome("succeeded", searcher.completed, 0)
-    hp = {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-          "label_smoothing": config.label_smoothing, "augment": config.augment}
+    hp = {
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "label_smoothing": config.label_smoothing,
+        "augment": config.augment,
+    }
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, dataset=dataset, train_fn=train_fn),
-        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
+        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+    )
     tune_dir = tempfile.mkdtemp(prefix="ps-tune-")
     try:
         tuner = tune.Tuner(
-            trainable, param_space={"train": hp},
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                        max_concurrent_trials=config.concurrency,
-                                        reuse_actors=True),
+            trainable,
+            param_space={"train": hp},
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=-1,
+                max_concurrent_trials=config.concurrency,
+                reuse_actors=True,
+            ),
             run_config=tune.RunConfig(
-                name=f"job-{job_id}", storage_path=tune_dir, verbose=0, stop=_StopAll(stop),
-                failure_config=tune.FailureConfig(max_failures=0)))
+                name=f"job-{job_id}",
+                storage_path=tune_dir,
+                verbose=0,
+                stop=_StopAll(stop),
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
         tuner.fit()
     finally:
         shutil.rmtree(tune_dir, ignore_errors=True)
@@ -555,8 +698,12 @@ def run_job(*, store: Store, job_id: int, config: JobConfig, study_name: str, at
         if weights_dir is not None and config.keep_weights == "front":
             _keep_front_weights(study, weights_dir)
         return JobOutcome("succeeded", searcher.completed, searcher.failed)
-    return JobOutcome("failed", searcher.completed, searcher.failed,
-                      f"{searcher.failed} trials failed; last error: {searcher.last_error}")
+    return JobOutcome(
+        "failed",
+        searcher.completed,
+        searcher.failed,
+        f"{searcher.failed} trials failed; last error: {searcher.last_error}",
+    )
 
 
 def _keep_front_weights(study: optuna.Study, weights_dir: Path) -> None:

@@ -30,8 +30,16 @@ from workers.model import build_model
 if TYPE_CHECKING:
     from workers.data import Dataset
 
-__all__ = ["SCHEDULES", "TrainConfig", "TrainResult", "augment_batch", "build_optimizer",
-           "evaluate", "resolve_device", "train"]
+__all__ = [
+    "SCHEDULES",
+    "TrainConfig",
+    "TrainResult",
+    "augment_batch",
+    "build_optimizer",
+    "evaluate",
+    "resolve_device",
+    "train",
+]
 
 SCHEDULES: tuple[str, ...] = ("onecycle", "cosine", "constant")
 _ONECYCLE_WARMUP = 0.25  # share of the steps spent raising the learning rate
@@ -77,8 +85,9 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} {value!r} must be a positive integer")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r} (expected one of "
-                             f"{', '.join(SCHEDULES)})")
+            raise ValueError(
+                f"unknown schedule {self.schedule!r} (expected one of {', '.join(SCHEDULES)})"
+            )
         if not (self.lr > 0 and self.momentum >= 0 and self.weight_decay >= 0):
             raise ValueError("lr must be positive, momentum and weight_decay non-negative")
         if not 0 <= self.label_smoothing < 1:
@@ -116,8 +125,11 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (tuples become lists; the weights are left out)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
-                if k != "weights"}
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in self.__dict__.items()
+            if k != "weights"
+        }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,8 +150,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def augment_batch(x: torch.Tensor, *, pad: int,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, *, pad: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random horizontal flip and random ``pad``-pixel translation of each image of ``x``.
 
     The translation is a crop of the zero-padded image; with normalised inputs zero is the mean.
@@ -163,8 +176,11 @@ def augment_batch(x: torch.Tensor, *, pad: int,
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int,
-                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+def build_optimizer(
+    model: nn.Module,
+    config: TrainConfig,
+    steps_per_epoch: int,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     """SGD and its per-step learning-rate schedule (``None`` for ``constant``) for ``config``.
 
     Example:
@@ -172,22 +188,39 @@ def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int,
         >>> type(sched).__name__
         'OneCycleLR'
     """
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay,
-                          nesterov=config.nesterov and config.momentum > 0)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
         return opt, torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=config.lr, total_steps=total, pct_start=_ONECYCLE_WARMUP,
-            anneal_strategy="linear", cycle_momentum=False)
+            opt,
+            max_lr=config.lr,
+            total_steps=total,
+            pct_start=_ONECYCLE_WARMUP,
+            anneal_strategy="linear",
+            cycle_momentum=False,
+        )
     if config.schedule == "cosine":
         return opt, torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+            opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        )
     return opt, None
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
-             bf16: bool = False, channels_last: bool = False) -> float:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> float:
     """Accuracy of ``model`` on normalised ``x`` and labels ``y`` (on the model's device).
 
     Example:
@@ -202,17 +235,23 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     try:
         with torch.inference_mode(), _autocast(x.device, bf16):
             for start in range(0, len(x), batch_size):
-                xb = x[start:start + batch_size]
+                xb = x[start : start + batch_size]
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
-                correct += (model(xb).argmax(1) == y[start:start + batch_size]).sum()
+                correct += (model(xb).argmax(1) == y[start : start + batch_size]).sum()
     finally:
         model.train(was_training)
     return correct.item() / max(len(x), 1)
 
 
-def train(arch: Any, dataset: Dataset, config: TrainConfig, *,
-          on_epoch: EpochCallback | None = None, keep_weights: bool = False) -> TrainResult:
+def train(
+    arch: Any,
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    on_epoch: EpochCallback | None = None,
+    keep_weights: bool = False,
+) -> TrainResult:
     """Train ``arch`` (an ``ArchSpec``) on ``dataset`` with ``config`` and measure it.
 
     After each epoch, ``on_epoch(epoch, val_acc, train_loss, seconds)`` is called with the
@@ -259,8 +298,9 @@ def train(arch: Any, dataset: Dataset, config: TrainConfig, *,
         rng_devices.append(torch.cuda.current_device() if device.index is None else device.index)
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
-        model = build_model(arch, in_channels=dataset.input_shape[0],
-                            num_classes=dataset.num_classes)
+        model = build_model(
+            arch, in_channels=dataset.input_shape[0], num_classes=dataset.num_classes
+        )
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -276,7 +316,7 @@ def train(arch: Any, dataset: Dataset, config: TrainConfig, *,
         with _timer(device) as elapsed:
             perm = torch.randperm(n, device=device, generator=gen)
             for step in range(steps):
-                idx = perm[step * batch:(step + 1) * batch]
+                idx = perm[step * batch : (step + 1) * batch]
                 xb = x_train[idx]
                 if config.augment:
                     xb = augment_batch(xb, pad=pad, generator=gen)
@@ -284,8 +324,9 @@ def train(arch: Any, dataset: Dataset, config: TrainConfig, *,
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with _autocast(device, bf16):
                     logits = model(xb)
-                loss = F.cross_entropy(logits.float(), y_train[idx],
-                                       label_smoothing=config.label_smoothing)
+                loss = F.cross_entropy(
+                    logits.float(), y_train[idx], label_smoothing=config.label_smoothing
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -296,21 +337,35 @@ def train(arch: Any, dataset: Dataset, config: TrainConfig, *,
         train_s += seconds
         train_loss = loss_sum.item() / steps  # the epoch's one host sync
         if not math.isfinite(train_loss):
-            raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch} "
-                                     f"(lr {config.lr}); the candidate diverged")
-        val_acc = evaluate(model, x_val, y_val, batch_size=config.eval_batch_size, bf16=bf16,
-                           channels_last=channels_last)
+            raise FloatingPointError(
+                f"training loss became {train_loss} in epoch {epoch} "
+                f"(lr {config.lr}); the candidate diverged"
+            )
+        val_acc = evaluate(
+            model,
+            x_val,
+            y_val,
+            batch_size=config.eval_batch_size,
+            bf16=bf16,
+            channels_last=channels_last,
+        )
         val_accs.append(val_acc)
         losses.append(train_loss)
         if on_epoch is not None and on_epoch(epoch, val_acc, train_loss, seconds) is True:
             break
 
     del x_train, y_train, x_val, y_val  # free the device copies before the test set moves in
-    test_acc = evaluate(model, dataset.normalize(dataset.x_test.to(device)),
-                        dataset.y_test.to(device), batch_size=config.eval_batch_size, bf16=bf16,
-                        channels_last=channels_last)
-    latency_ms = _latency_ms(model, (config.latency_batch, *dataset.input_shape), device, bf16,
-                             channels_last)
+    test_acc = evaluate(
+        model,
+        dataset.normalize(dataset.x_test.to(device)),
+        dataset.y_test.to(device),
+        batch_size=config.eval_batch_size,
+        bf16=bf16,
+        channels_last=channels_last,
+    )
+    latency_ms = _latency_ms(
+        model, (config.latency_batch, *dataset.input_shape), device, bf16, channels_last
+    )
     return TrainResult(
         val_acc_per_epoch=tuple(val_accs),
         train_loss_per_epoch=tuple(losses),
@@ -356,8 +411,9 @@ def _timer(device: torch.device) -> Iterator[Callable[[], float]]:
         result.append(time.perf_counter() - t0)
 
 
-def _latency_ms(model: nn.Module, shape: tuple[int, ...], device: torch.device, bf16: bool,
-                channels_last: bool) -> float:
+def _latency_ms(
+    model: nn.Module, shape: tuple[int, ...], device: torch.device, bf16: bool, channels_last: bool
+) -> float:
     """Milliseconds of inference per image at batch ``shape[0]``, after warm-up."""
     x = torch.randn(shape, device=device)
     if channels_last:

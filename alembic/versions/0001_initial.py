@@ -40,13 +40,16 @@ def upgrade() -> None:
         sa.Column("started_at", _UTC, nullable=True),
         sa.Column("finished_at", _UTC, nullable=True),
         sa.Column("updated_at", _UTC, nullable=False),
-        sa.CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
-                           name=op.f("ck_ps_jobs_status")),
+        sa.CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name=op.f("ck_ps_jobs_status"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ps_jobs")),
         sa.UniqueConstraint("study_name", name=op.f("uq_ps_jobs_study_name")),
     )
-    op.create_index("ix_ps_jobs_claim", "ps_jobs",
-                    ["status", sa.literal_column("priority DESC"), "created_at"])
+    op.create_index(
+        "ix_ps_jobs_claim", "ps_jobs", ["status", sa.literal_column("priority DESC"), "created_at"]
+    )
 
     op.create_table(
         "ps_candidates",
@@ -74,13 +77,20 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("started_at", _UTC, nullable=False),
         sa.Column("finished_at", _UTC, nullable=True),
-        sa.CheckConstraint("state IN ('running', 'complete', 'pruned', 'failed')",
-                           name=op.f("ck_ps_candidates_state")),
-        sa.ForeignKeyConstraint(["job_id"], ["ps_jobs.id"], ondelete="CASCADE",
-                                name=op.f("fk_ps_candidates_job_id_ps_jobs")),
+        sa.CheckConstraint(
+            "state IN ('running', 'complete', 'pruned', 'failed')",
+            name=op.f("ck_ps_candidates_state"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["ps_jobs.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ps_candidates_job_id_ps_jobs"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ps_candidates")),
-        sa.UniqueConstraint("job_id", "trial_number",
-                            name=op.f("uq_ps_candidates_job_id_trial_number")),
+        sa.UniqueConstraint(
+            "job_id", "trial_number", name=op.f("uq_ps_candidates_job_id_trial_number")
+        ),
     )
     op.create_index("ix_ps_candidates_arch_hash", "ps_candidates", ["arch_hash"])
     op.create_index("ix_ps_candidates_job_id_state", "ps_candidates", ["job_id", "state"])
@@ -95,8 +105,12 @@ def upgrade() -> None:
         sa.Column("current_job_id", sa.Integer(), nullable=True),
         sa.Column("started_at", _UTC, nullable=False),
         sa.Column("last_heartbeat", _UTC, nullable=False),
-        sa.ForeignKeyConstraint(["current_job_id"], ["ps_jobs.id"], ondelete="SET NULL",
-                                name=op.f("fk_ps_workers_current_job_id_ps_jobs")),
+        sa.ForeignKeyConstraint(
+            ["current_job_id"],
+            ["ps_jobs.id"],
+            ondelete="SET NULL",
+            name=op.f("fk_ps_workers_current_job_id_ps_jobs"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ps_workers")),
     )
 
@@ -107,8 +121,12 @@ def upgrade() -> None:
         sa.Column("val_acc", sa.Float(), nullable=True),
         sa.Column("train_loss", sa.Float(), nullable=True),
         sa.Column("seconds", sa.Float(), nullable=True),
-        sa.ForeignKeyConstraint(["candidate_id"], ["ps_candidates.id"], ondelete="CASCADE",
-                                name=op.f("fk_ps_epochs_candidate_id_ps_candidates")),
+        sa.ForeignKeyConstraint(
+            ["candidate_id"],
+            ["ps_candidates.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ps_epochs_candidate_id_ps_candidates"),
+        ),
         sa.PrimaryKeyConstraint("candidate_id", "epoch", name=op.f("pk_ps_epochs")),
     )
 
@@ -121,8 +139,12 @@ def upgrade() -> None:
         sa.Column("skip", sa.String(length=16), nullable=False),
         sa.Column("width", sa.Integer(), nullable=False),
         sa.Column("depth", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["candidate_id"], ["ps_candidates.id"], ondelete="CASCADE",
-                                name=op.f("fk_ps_stages_candidate_id_ps_candidates")),
+        sa.ForeignKeyConstraint(
+            ["candidate_id"],
+            ["ps_candidates.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_ps_stages_candidate_id_ps_candidates"),
+        ),
         sa.PrimaryKeyConstraint("candidate_id", "stage", name=op.f("pk_ps_stages")),
     )
     op.create_index("ix_ps_stages_stage_downsample", "ps_stages", ["stage", "downsample"])

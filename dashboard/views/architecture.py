@@ -52,18 +52,26 @@ def _parts(row: dict[str, Any]) -> list[dict[str, Any]]:
     for layer in _data.stage_layers(arch, input_shape, int(row["params"])):
         # parts are "stem", "s1" … "sN" and "head"
         stage = arch.stages[int(layer.name[1:]) - 1] if layer.name[1:].isdigit() else None
-        out.append({
-            "part": layer.name,
-            "ops": (" → ".join(_data.stage_ops(stage)) if stage else
-                    "conv 3×3" if layer.name == "stem" else "global avg-pool → linear"),
-            "downsample": stage.downsample if stage else "",
-            "kernel": str(stage.kernel) if stage else "",
-            "skip": stage.skip if stage else "",
-            "width": layer.out_channels,
-            "output": f"{layer.out_channels}×{layer.out_size[0]}×{layer.out_size[1]}",
-            "params": layer.params, "FLOPs": layer.flops,
-            "receptive field": layer.receptive_field,
-        })
+        out.append(
+            {
+                "part": layer.name,
+                "ops": (
+                    " → ".join(_data.stage_ops(stage))
+                    if stage
+                    else "conv 3×3"
+                    if layer.name == "stem"
+                    else "global avg-pool → linear"
+                ),
+                "downsample": stage.downsample if stage else "",
+                "kernel": str(stage.kernel) if stage else "",
+                "skip": stage.skip if stage else "",
+                "width": layer.out_channels,
+                "output": f"{layer.out_channels}×{layer.out_size[0]}×{layer.out_size[1]}",
+                "params": layer.params,
+                "FLOPs": layer.flops,
+                "receptive field": layer.receptive_field,
+            }
+        )
     return out
 
 
@@ -73,21 +81,29 @@ def _diagram(row: dict[str, Any]) -> str:
     nodes = [f'input [label="input\\n{chan}×{h}×{w}", shape=plaintext];']
     for part in _parts(row):
         ops = part["ops"].replace(" → ", "\\n")
-        nodes.append(f'{part["part"]} [label="{part["part"]}\\n{ops}\\nout {part["output"]}'
-                     f'\\n{fmt_int(part["params"])} params · {fmt_int(part["FLOPs"])} FLOPs"];')
+        nodes.append(
+            f'{part["part"]} [label="{part["part"]}\\n{ops}\\nout {part["output"]}'
+            f'\\n{fmt_int(part["params"])} params · {fmt_int(part["FLOPs"])} FLOPs"];'
+        )
     chain = " -> ".join(["input", *(p["part"] for p in _parts(row))])
-    return ("digraph { rankdir=LR; node [shape=box, style=rounded, fontsize=10];\n"
-            + "\n".join(nodes) + f"\n{chain}; }}")
+    return (
+        "digraph { rankdir=LR; node [shape=box, style=rounded, fontsize=10];\n"
+        + "\n".join(nodes)
+        + f"\n{chain}; }}"
+    )
 
 
 def _show(row: dict[str, Any]) -> None:
     st.graphviz_chart(_diagram(row), width="stretch")
     cols = st.columns(5)
-    for col, key in zip(cols, ("val_acc", "test_acc", "params", "flops", "receptive_field"),
-                        strict=True):
+    for col, key in zip(
+        cols, ("val_acc", "test_acc", "params", "flops", "receptive_field"), strict=True
+    ):
         value = row[key]
-        col.metric(key, "-" if pd.isna(value) else
-                   f"{value:.4f}" if key.endswith("acc") else fmt_int(value))
+        col.metric(
+            key,
+            "-" if pd.isna(value) else f"{value:.4f}" if key.endswith("acc") else fmt_int(value),
+        )
     st.dataframe(pd.DataFrame.from_records(_parts(row)), hide_index=True, width="stretch")
     st.code(_data.arch_of(row).canonical_json(), language="json")
 
@@ -115,13 +131,23 @@ with two:
         b = _trial_input("Trial B", "b", 0, "arch_b")
     if a is not None and b is not None:
         diff = _diff(a, b)
-        st.markdown(f"**{int(diff['differs'].sum())}** of {len(diff)} values differ between "
-                    f"trial {a['trial']} and trial {b['trial']}.")
-        st.dataframe(diff.style.apply(
-            lambda r: ["background-color: rgba(255, 193, 7, 0.25)" if r["differs"] else ""]
-            * len(r), axis=1), hide_index=True, width="stretch")
+        st.markdown(
+            f"**{int(diff['differs'].sum())}** of {len(diff)} values differ between "
+            f"trial {a['trial']} and trial {b['trial']}."
+        )
+        st.dataframe(
+            diff.style.apply(
+                lambda r: (
+                    ["background-color: rgba(255, 193, 7, 0.25)" if r["differs"] else ""] * len(r)
+                ),
+                axis=1,
+            ),
+            hide_index=True,
+            width="stretch",
+        )
         for column, row in ((left, a), (right, b)):
             with column:
                 st.graphviz_chart(_diagram(row), width="stretch")
-                st.dataframe(pd.DataFrame.from_records(_parts(row)), hide_index=True,
-                             width="stretch")
+                st.dataframe(
+                    pd.DataFrame.from_records(_parts(row)), hide_index=True, width="stretch"
+                )

@@ -22,24 +22,44 @@ st.title("Queue")
 
 
 def _jobs_table(jobs: list[JobInfo]) -> pd.DataFrame:
-    return pd.DataFrame.from_records([{
-        "job": j.id, "name": j.name, "status": j.status, "priority": j.priority,
-        "progress": j.trials_done / j.trials_total if j.trials_total else 0.0,
-        "trials": f"{j.trials_done}/{j.trials_total}",
-        "attempts": f"{j.attempts}/{j.max_attempts}", "worker": j.worker_id or "",
-        "created": fmt_time(j.created_at), "started": fmt_time(j.started_at),
-        "finished": fmt_time(j.finished_at), "error": j.error or "",
-    } for j in reversed(jobs)])  # newest first
+    return pd.DataFrame.from_records(
+        [
+            {
+                "job": j.id,
+                "name": j.name,
+                "status": j.status,
+                "priority": j.priority,
+                "progress": j.trials_done / j.trials_total if j.trials_total else 0.0,
+                "trials": f"{j.trials_done}/{j.trials_total}",
+                "attempts": f"{j.attempts}/{j.max_attempts}",
+                "worker": j.worker_id or "",
+                "created": fmt_time(j.created_at),
+                "started": fmt_time(j.started_at),
+                "finished": fmt_time(j.finished_at),
+                "error": j.error or "",
+            }
+            for j in reversed(jobs)
+        ]
+    )  # newest first
 
 
 def _workers_table(workers: list[WorkerInfo]) -> pd.DataFrame:
     now = datetime.now(timezone.utc)
-    return pd.DataFrame.from_records([{
-        "worker": w.id, "host": w.hostname, "pid": w.pid, "status": w.status,
-        "job": w.current_job_id, "last heartbeat": fmt_time(w.last_heartbeat),
-        "seconds ago": round((now - w.last_heartbeat).total_seconds()),
-        "started": fmt_time(w.started_at),
-    } for w in workers])
+    return pd.DataFrame.from_records(
+        [
+            {
+                "worker": w.id,
+                "host": w.hostname,
+                "pid": w.pid,
+                "status": w.status,
+                "job": w.current_job_id,
+                "last heartbeat": fmt_time(w.last_heartbeat),
+                "seconds ago": round((now - w.last_heartbeat).total_seconds()),
+                "started": fmt_time(w.started_at),
+            }
+            for w in workers
+        ]
+    )
 
 
 def _render() -> bool:
@@ -48,16 +68,27 @@ def _render() -> bool:
     active = [j for j in jobs if j.status in _ACTIVE]
     for job in active:
         if job.status == "running":
-            st.progress(job.trials_done / job.trials_total if job.trials_total else 0.0,
-                        text=f"job {job.id} ({job.name}): {job.trials_done}/"
-                             f"{job.trials_total} trials complete, worker {job.worker_id}")
+            st.progress(
+                job.trials_done / job.trials_total if job.trials_total else 0.0,
+                text=f"job {job.id} ({job.name}): {job.trials_done}/"
+                f"{job.trials_total} trials complete, worker {job.worker_id}",
+            )
     st.subheader("Jobs")
     if jobs:
-        st.dataframe(_jobs_table(jobs), hide_index=True, width="stretch", column_config={
-            "progress": st.column_config.ProgressColumn(
-                "progress", help="complete trials of the budget", min_value=0.0,
-                max_value=1.0, format="percent"),
-        })
+        st.dataframe(
+            _jobs_table(jobs),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "progress": st.column_config.ProgressColumn(
+                    "progress",
+                    help="complete trials of the budget",
+                    min_value=0.0,
+                    max_value=1.0,
+                    format="percent",
+                ),
+            },
+        )
     else:
         st.info("No jobs yet: `poolstride submit` queues a search.")
     st.subheader("Workers")
@@ -65,8 +96,14 @@ def _render() -> bool:
         st.dataframe(_workers_table(workers), hide_index=True, width="stretch")
     else:
         st.info("No worker has registered: `poolstride worker` starts one.")
-    st.caption("Times are UTC. " + (f"Refreshes every {REFRESH_S:g} s while jobs are queued "
-                                    "or running." if active else "No job is queued or running."))
+    st.caption(
+        "Times are UTC. "
+        + (
+            f"Refreshes every {REFRESH_S:g} s while jobs are queued or running."
+            if active
+            else "No job is queued or running."
+        )
+    )
     return bool(active)
 
 

@@ -42,9 +42,19 @@ _STAGE_KEYS = ("downsample", "kernel", "skip", "width", "depth")
 _FINAL_STATES = tuple(s for s in CANDIDATE_STATES if s != "running")
 
 
-def start_candidate(target: Store | Session, *, job_id: int, trial_number: int,
-                    optuna_trial_id: int | None, arch: ArchSpec, cost: Cost, seed: int,
-                    attempt: int, worker_id: str | None, epochs_total: int) -> int:
+def start_candidate(
+    target: Store | Session,
+    *,
+    job_id: int,
+    trial_number: int,
+    optuna_trial_id: int | None,
+    arch: ArchSpec,
+    cost: Cost,
+    seed: int,
+    attempt: int,
+    worker_id: str | None,
+    epochs_total: int,
+) -> int:
     """Record that a trial started training ``arch``; returns the candidate id.
 
     Calling it again for the same ``(job_id, trial_number)`` (the trial re-run after a crash)
@@ -58,30 +68,54 @@ def start_candidate(target: Store | Session, *, job_id: int, trial_number: int,
     """
     with _scope(target) as s:
         values: dict[str, Any] = {
-            "job_id": job_id, "trial_number": trial_number, "optuna_trial_id": optuna_trial_id,
-            "state": "running", "arch_json": arch.canonical_json(), "arch_hash": arch.hash(),
-            "val_acc": None, "test_acc": None, "flops": cost.flops, "params": cost.params,
-            "activation_bytes": cost.activation_bytes, "receptive_field": cost.receptive_field,
-            "latency_ms": None, "train_s": None, "epochs_done": 0, "epochs_total": epochs_total,
-            "device": None, "seed": seed, "attempt": attempt, "worker_id": worker_id,
-            "error": None, "started_at": db_now(s), "finished_at": None,
+            "job_id": job_id,
+            "trial_number": trial_number,
+            "optuna_trial_id": optuna_trial_id,
+            "state": "running",
+            "arch_json": arch.canonical_json(),
+            "arch_hash": arch.hash(),
+            "val_acc": None,
+            "test_acc": None,
+            "flops": cost.flops,
+            "params": cost.params,
+            "activation_bytes": cost.activation_bytes,
+            "receptive_field": cost.receptive_field,
+            "latency_ms": None,
+            "train_s": None,
+            "epochs_done": 0,
+            "epochs_total": epochs_total,
+            "device": None,
+            "seed": seed,
+            "attempt": attempt,
+            "worker_id": worker_id,
+            "error": None,
+            "started_at": db_now(s),
+            "finished_at": None,
         }
         insert = _insert_for(s)(Candidate).values(**values)
         insert = insert.on_conflict_do_update(
             index_elements=["job_id", "trial_number"],
-            set_={k: insert.excluded[k] for k in values if k not in ("job_id", "trial_number")})
+            set_={k: insert.excluded[k] for k in values if k not in ("job_id", "trial_number")},
+        )
         candidate_id: int = s.execute(insert.returning(Candidate.id)).scalar_one()
         s.execute(delete(Epoch).where(Epoch.candidate_id == candidate_id))
         s.execute(delete(Stage).where(Stage.candidate_id == candidate_id))
-        s.add_all(Stage(candidate_id=candidate_id, stage=i,
-                        **{k: getattr(st, k) for k in _STAGE_KEYS})
-                  for i, st in enumerate(arch.stages, 1))
+        s.add_all(
+            Stage(candidate_id=candidate_id, stage=i, **{k: getattr(st, k) for k in _STAGE_KEYS})
+            for i, st in enumerate(arch.stages, 1)
+        )
         return candidate_id
 
 
-def record_epoch(target: Store | Session, *, candidate_id: int, epoch: int,
-                 val_acc: float | None, train_loss: float | None,
-                 seconds: float | None) -> None:
+def record_epoch(
+    target: Store | Session,
+    *,
+    candidate_id: int,
+    epoch: int,
+    val_acc: float | None,
+    train_loss: float | None,
+    seconds: float | None,
+) -> None:
     """Record (or overwrite) epoch ``epoch`` (from 1) of a candidate's learning curve.
 
     The candidate's ``epochs_done`` and ``val_acc`` follow its latest epoch.
@@ -94,22 +128,38 @@ def record_epoch(target: Store | Session, *, candidate_id: int, epoch: int,
         raise ValueError(f"epoch {epoch} must be at least 1")
     with _scope(target) as s:
         candidate = _candidate(s, candidate_id)
-        values = {"candidate_id": candidate_id, "epoch": epoch, "val_acc": val_acc,
-                  "train_loss": train_loss, "seconds": seconds}
+        values = {
+            "candidate_id": candidate_id,
+            "epoch": epoch,
+            "val_acc": val_acc,
+            "train_loss": train_loss,
+            "seconds": seconds,
+        }
         insert = _insert_for(s)(Epoch).values(**values)
-        s.execute(insert.on_conflict_do_update(
-            index_elements=["candidate_id", "epoch"],
-            set_={k: insert.excluded[k] for k in ("val_acc", "train_loss", "seconds")}))
+        s.execute(
+            insert.on_conflict_do_update(
+                index_elements=["candidate_id", "epoch"],
+                set_={k: insert.excluded[k] for k in ("val_acc", "train_loss", "seconds")},
+            )
+        )
         if epoch >= candidate.epochs_done:
             candidate.epochs_done = epoch
             candidate.val_acc = val_acc
 
 
-def finish_candidate(target: Store | Session, *, candidate_id: int, state: str,
-                     val_acc: float | None = None, test_acc: float | None = None,
-                     latency_ms: float | None = None, train_s: float | None = None,
-                     device: str | None = None, error: str | None = None,
-                     epochs_done: int | None = None) -> None:
+def finish_candidate(
+    target: Store | Session,
+    *,
+    candidate_id: int,
+    state: str,
+    val_acc: float | None = None,
+    test_acc: float | None = None,
+    latency_ms: float | None = None,
+    train_s: float | None = None,
+    device: str | None = None,
+    error: str | None = None,
+    epochs_done: int | None = None,
+) -> None:
     """End a candidate as ``complete``, ``pruned`` or ``failed`` with its final metrics.
 
     A metric left ``None`` keeps its stored value (``val_acc`` that of the latest epoch).
@@ -124,9 +174,14 @@ def finish_candidate(target: Store | Session, *, candidate_id: int, state: str,
         candidate = _candidate(s, candidate_id)
         candidate.state, candidate.error = state, error
         candidate.finished_at = db_now(s)
-        for key, value in (("val_acc", val_acc), ("test_acc", test_acc),
-                           ("latency_ms", latency_ms), ("train_s", train_s),
-                           ("device", device), ("epochs_done", epochs_done)):
+        for key, value in (
+            ("val_acc", val_acc),
+            ("test_acc", test_acc),
+            ("latency_ms", latency_ms),
+            ("train_s", train_s),
+            ("device", device),
+            ("epochs_done", epochs_done),
+        ):
             if value is not None:
                 setattr(candidate, key, value)
 
@@ -140,9 +195,11 @@ def fail_running_candidates(target: Store | Session, *, job_id: int, error: str)
         2
     """
     with _scope(target) as s:
-        stale = s.scalars(select(Candidate).where(Candidate.job_id == job_id,
-                                                  Candidate.state == "running")
-                          .with_for_update()).all()
+        stale = s.scalars(
+            select(Candidate)
+            .where(Candidate.job_id == job_id, Candidate.state == "running")
+            .with_for_update()
+        ).all()
         now = db_now(s)
         for candidate in stale:
             candidate.state, candidate.error, candidate.finished_at = "failed", error, now
@@ -157,12 +214,22 @@ def trials_done(target: Store | Session, job_id: int) -> int:
         12
     """
     with _scope(target, write=False) as s:
-        return s.scalar(select(func.count()).select_from(Candidate).where(
-            Candidate.job_id == job_id, Candidate.state == "complete")) or 0
+        return (
+            s.scalar(
+                select(func.count())
+                .select_from(Candidate)
+                .where(Candidate.job_id == job_id, Candidate.state == "complete")
+            )
+            or 0
+        )
 
 
-def list_candidates(store: Store, job_id: int, *, state: str | None = None,
-                    ) -> list[CandidateInfo]:
+def list_candidates(
+    store: Store,
+    job_id: int,
+    *,
+    state: str | None = None,
+) -> list[CandidateInfo]:
     """The job's candidates in trial order, optionally only those in ``state``.
 
     Example:
@@ -184,15 +251,22 @@ def candidates_frame(store: Store, job_id: int, *, state: str | None = None) -> 
 
     with store.session() as s:
         rows = s.execute(_candidates_query(job_id, state)).mappings().all()
-        stages = s.execute(
-            select(Stage).join(Candidate, Candidate.id == Stage.candidate_id)
-            .where(Candidate.job_id == job_id)).scalars().all()
+        stages = (
+            s.execute(
+                select(Stage)
+                .join(Candidate, Candidate.id == Stage.candidate_id)
+                .where(Candidate.job_id == job_id)
+            )
+            .scalars()
+            .all()
+        )
     flat: dict[int, dict[str, Any]] = {}
     for st in stages:
         flat.setdefault(st.candidate_id, {}).update(
-            {f"s{st.stage}.{k}": getattr(st, k) for k in _STAGE_KEYS})
+            {f"s{st.stage}.{k}": getattr(st, k) for k in _STAGE_KEYS}
+        )
     columns = [c.name for c in Candidate.__table__.columns]
-    n_stages = max((int(k[1:k.index(".")]) for d in flat.values() for k in d), default=0)
+    n_stages = max((int(k[1 : k.index(".")]) for d in flat.values() for k in d), default=0)
     stage_columns = [f"s{i}.{k}" for i in range(1, n_stages + 1) for k in _STAGE_KEYS]
     records = [{**row, **flat.get(row["id"], {})} for row in rows]
     return pd.DataFrame.from_records(records, columns=columns + stage_columns)
@@ -205,11 +279,19 @@ def epochs_frame(store: Store, job_id: int) -> pd.DataFrame:
         >>> epochs_frame(store, 1).pivot(index="epoch", columns="trial_number",
         ...                              values="val_acc")  # doctest: +SKIP
     """
-    query = (select(Epoch.candidate_id, Candidate.trial_number, Epoch.epoch, Epoch.val_acc,
-                    Epoch.train_loss, Epoch.seconds)
-             .join(Candidate, Candidate.id == Epoch.candidate_id)
-             .where(Candidate.job_id == job_id)
-             .order_by(Candidate.trial_number, Epoch.epoch))
+    query = (
+        select(
+            Epoch.candidate_id,
+            Candidate.trial_number,
+            Epoch.epoch,
+            Epoch.val_acc,
+            Epoch.train_loss,
+            Epoch.seconds,
+        )
+        .join(Candidate, Candidate.id == Epoch.candidate_id)
+        .where(Candidate.job_id == job_id)
+        .order_by(Candidate.trial_number, Epoch.epoch)
+    )
     import pandas as pd
 
     with store.session() as s:
@@ -238,11 +320,15 @@ def _candidate(s: Session, candidate_id: int) -> Candidate:
 
 
 def _candidates_query(job_id: int, state: str | None) -> Select[Any]:
-    query = (select(*Candidate.__table__.columns).where(Candidate.job_id == job_id)
-             .order_by(Candidate.trial_number))
+    query = (
+        select(*Candidate.__table__.columns)
+        .where(Candidate.job_id == job_id)
+        .order_by(Candidate.trial_number)
+    )
     if state is not None:
         if state not in CANDIDATE_STATES:
-            raise ValueError(f"unknown candidate state {state!r} (expected one of "
-                             f"{', '.join(CANDIDATE_STATES)})")
+            raise ValueError(
+                f"unknown candidate state {state!r} (expected one of {', '.join(CANDIDATE_STATES)})"
+            )
         query = query.where(Candidate.state == state)
     return query

@@ -67,8 +67,9 @@ def normalize_url(url: str) -> str:
         return parsed.render_as_string(hide_password=False)
     if backend == "sqlite":
         return url
-    raise ValueError(f"database URL {display_url(url)!r}: only sqlite:/// and postgresql:// "
-                     "are supported")
+    raise ValueError(
+        f"database URL {display_url(url)!r}: only sqlite:/// and postgresql:// are supported"
+    )
 
 
 def display_url(url: str) -> str:
@@ -147,8 +148,10 @@ def _parse(url: str) -> URL:
     try:
         return make_url(url)
     except ArgumentError:
-        raise ValueError(f"database URL {url!r} is not a URL like sqlite:///poolstride.db or "
-                         "postgresql://user@host/db") from None
+        raise ValueError(
+            f"database URL {url!r} is not a URL like sqlite:///poolstride.db or "
+            "postgresql://user@host/db"
+        ) from None
 
 
 def _sqlite_connect(dbapi_connection: SQLiteConnection, _record: ConnectionPoolEntry) -> None:

@@ -88,9 +88,7 @@ class Job(Base):
     """A queued search: its config, its place in the queue and its lease."""
 
     __tablename__ = "ps_jobs"
-    __table_args__ = (
-        CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
-    )
+    __table_args__ = (CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -125,7 +123,8 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     current_job_id: Mapped[int | None] = mapped_column(
-        ForeignKey("ps_jobs.id", ondelete="SET NULL"))
+        ForeignKey("ps_jobs.id", ondelete="SET NULL")
+    )
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -177,7 +176,8 @@ class Stage(Base):
     )
 
     candidate_id: Mapped[int] = mapped_column(
-        ForeignKey("ps_candidates.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("ps_candidates.id", ondelete="CASCADE"), primary_key=True
+    )
     stage: Mapped[int] = mapped_column(Integer, primary_key=True)
     downsample: Mapped[str] = mapped_column(String(16))
     kernel: Mapped[int] = mapped_column(Integer)
@@ -192,7 +192,8 @@ class Epoch(Base):
     __tablename__ = "ps_epochs"
 
     candidate_id: Mapped[int] = mapped_column(
-        ForeignKey("ps_candidates.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("ps_candidates.id", ondelete="CASCADE"), primary_key=True
+    )
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     val_acc: Mapped[float | None] = mapped_column(Float)
     train_loss: Mapped[float | None] = mapped_column(Float)

@@ -98,10 +98,13 @@ def check_schema(engine: Engine) -> None:
         raise SchemaError(f"database {where} has no poolstride schema: {UPGRADE_HINT}")
     known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     if current not in known:
-        raise SchemaError(f"database {where} has schema revision {current}, which this "
-                          "poolstride does not know: upgrade poolstride")
-    raise SchemaError(f"database {where} schema is at revision {current}, poolstride needs "
-                      f"{head}: {UPGRADE_HINT}")
+        raise SchemaError(
+            f"database {where} has schema revision {current}, which this "
+            "poolstride does not know: upgrade poolstride"
+        )
+    raise SchemaError(
+        f"database {where} schema is at revision {current}, poolstride needs {head}: {UPGRADE_HINT}"
+    )
 
 
 def upgrade(url: str, revision: str = "head") -> str:

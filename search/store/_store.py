@@ -109,8 +109,12 @@ class Store:
             >>> with store.session() as s:  # doctest: +SKIP
             ...     s.scalar(select(func.count()).select_from(Job))
         """
-        with Session(self._write_engine if write else self.engine,
-                     expire_on_commit=False) as session, session.begin():
+        with (
+            Session(
+                self._write_engine if write else self.engine, expire_on_commit=False
+            ) as session,
+            session.begin(),
+        ):
             yield session
 
     # -- the queue ------------------------------------------------------------------------
@@ -124,11 +128,19 @@ class Store:
         """
         with self.session(write=True) as s:
             now = db_now(s)
-            job = Job(name=config.name, status="queued", priority=config.priority,
-                      config=json.dumps(config.to_dict(), sort_keys=True),
-                      study_name=f"poolstride-pending-{secrets.token_hex(8)}",
-                      trials_total=config.trials, attempts=0, max_attempts=config.max_attempts,
-                      cancel_requested=False, created_at=now, updated_at=now)
+            job = Job(
+                name=config.name,
+                status="queued",
+                priority=config.priority,
+                config=json.dumps(config.to_dict(), sort_keys=True),
+                study_name=f"poolstride-pending-{secrets.token_hex(8)}",
+                trials_total=config.trials,
+                attempts=0,
+                max_attempts=config.max_attempts,
+                cancel_requested=False,
+                created_at=now,
+                updated_at=now,
+            )
             s.add(job)
             s.flush()
             job.study_name = _study_name(s, job.id)
@@ -138,12 +150,20 @@ class Store:
     def list_jobs(self, status: str | None = None) -> list[JobInfo]:
         """Jobs oldest first, optionally only those with ``status``."""
         if status is not None and status not in JOB_STATUSES:
-            raise ValueError(f"unknown status {status!r} (expected one of "
-                             f"{', '.join(JOB_STATUSES)})")
-        done = (select(Candidate.job_id, func.count().label("n"))
-                .where(Candidate.state == "complete").group_by(Candidate.job_id).subquery())
-        query = (select(Job, func.coalesce(done.c.n, 0))
-                 .outerjoin(done, done.c.job_id == Job.id).order_by(Job.id))
+            raise ValueError(
+                f"unknown status {status!r} (expected one of {', '.join(JOB_STATUSES)})"
+            )
+        done = (
+            select(Candidate.job_id, func.count().label("n"))
+            .where(Candidate.state == "complete")
+            .group_by(Candidate.job_id)
+            .subquery()
+        )
+        query = (
+            select(Job, func.coalesce(done.c.n, 0))
+            .outerjoin(done, done.c.job_id == Job.id)
+            .order_by(Job.id)
+        )
         if status is not None:
             query = query.where(Job.status == status)
         with self.session() as s:
@@ -178,8 +198,9 @@ class Store:
                 job.cancel_requested, job.updated_at = True, now
             return _info(job, _trials_done(s, job_id))
 
-    def claim(self, worker_id: str, lease_seconds: float, *,
-              job_id: int | None = None) -> JobInfo | None:
+    def claim(
+        self, worker_id: str, lease_seconds: float, *, job_id: int | None = None
+    ) -> JobInfo | None:
         """Take the next job: highest priority, then oldest; ``None`` if there is none.
 
         A running job whose lease expired is claimable again (its worker died or hung); each
@@ -193,19 +214,31 @@ class Store:
         lease = _lease(lease_seconds)
         with self.session(write=True) as s:
             now = db_now(s)
-            claimable = or_(Job.status == "queued",
-                            and_(Job.status == "running", Job.lease_expires_at < now))
+            claimable = or_(
+                Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)
+            )
             if job_id is not None:
                 claimable = and_(Job.id == job_id, claimable)
-            query = (select(Job).where(claimable)
-                     .order_by(Job.priority.desc(), Job.created_at, Job.id)
-                     .limit(1).with_for_update(skip_locked=True))
+            query = (
+                select(Job)
+                .where(claimable)
+                .order_by(Job.priority.desc(), Job.created_at, Job.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
             while (job := s.scalars(query).first()) is not None:
                 if job.status == "running":
-                    job.error = (f"worker {job.worker_id} lost its lease (expired "
-                                 f"{_iso(job.lease_expires_at)}) on attempt {job.attempts}")
-                    final = ("cancelled" if job.cancel_requested
-                             else "failed" if job.attempts >= job.max_attempts else None)
+                    job.error = (
+                        f"worker {job.worker_id} lost its lease (expired "
+                        f"{_iso(job.lease_expires_at)}) on attempt {job.attempts}"
+                    )
+                    final = (
+                        "cancelled"
+                        if job.cancel_requested
+                        else "failed"
+                        if job.attempts >= job.max_attempts
+                        else None
+                    )
                     if final is not None:
                         job.status, job.finished_at, job.updated_at = final, now, now
                         job.lease_expires_at = None
@@ -235,8 +268,9 @@ class Store:
                 job.lease_expires_at, job.updated_at = now + lease, now
             return Heartbeat(lease_held=held, cancel_requested=job.cancel_requested)
 
-    def finish_job(self, job_id: int, worker_id: str, status: str,
-                   error: str | None = None) -> JobInfo:
+    def finish_job(
+        self, job_id: int, worker_id: str, status: str, error: str | None = None
+    ) -> JobInfo:
         """End a running job held by ``worker_id`` as ``succeeded``, ``failed`` or ``cancelled``.
 
         Raises:
@@ -291,30 +325,78 @@ class Store:
 
     # -- candidates (the runner's writes; see search.store._candidates) ---------------------
 
-    def start_candidate(self, *, job_id: int, trial_number: int, optuna_trial_id: int | None,
-                        arch: ArchSpec, cost: Cost, seed: int, attempt: int,
-                        worker_id: str | None, epochs_total: int) -> int:
+    def start_candidate(
+        self,
+        *,
+        job_id: int,
+        trial_number: int,
+        optuna_trial_id: int | None,
+        arch: ArchSpec,
+        cost: Cost,
+        seed: int,
+        attempt: int,
+        worker_id: str | None,
+        epochs_total: int,
+    ) -> int:
         """:func:`search.store.start_candidate` in a transaction of its own."""
         return _candidates.start_candidate(
-            self, job_id=job_id, trial_number=trial_number, optuna_trial_id=optuna_trial_id,
-            arch=arch, cost=cost, seed=seed, attempt=attempt, worker_id=worker_id,
-            epochs_total=epochs_total)
+            self,
+            job_id=job_id,
+            trial_number=trial_number,
+            optuna_trial_id=optuna_trial_id,
+            arch=arch,
+            cost=cost,
+            seed=seed,
+            attempt=attempt,
+            worker_id=worker_id,
+            epochs_total=epochs_total,
+        )
 
-    def record_epoch(self, *, candidate_id: int, epoch: int, val_acc: float | None,
-                     train_loss: float | None, seconds: float | None) -> None:
+    def record_epoch(
+        self,
+        *,
+        candidate_id: int,
+        epoch: int,
+        val_acc: float | None,
+        train_loss: float | None,
+        seconds: float | None,
+    ) -> None:
         """:func:`search.store.record_epoch` in a transaction of its own."""
-        _candidates.record_epoch(self, candidate_id=candidate_id, epoch=epoch, val_acc=val_acc,
-                                 train_loss=train_loss, seconds=seconds)
+        _candidates.record_epoch(
+            self,
+            candidate_id=candidate_id,
+            epoch=epoch,
+            val_acc=val_acc,
+            train_loss=train_loss,
+            seconds=seconds,
+        )
 
-    def finish_candidate(self, *, candidate_id: int, state: str, val_acc: float | None = None,
-                         test_acc: float | None = None, latency_ms: float | None = None,
-                         train_s: float | None = None, device: str | None = None,
-                         error: str | None = None, epochs_done: int | None = None) -> None:
+    def finish_candidate(
+        self,
+        *,
+        candidate_id: int,
+        state: str,
+        val_acc: float | None = None,
+        test_acc: float | None = None,
+        latency_ms: float | None = None,
+        train_s: float | None = None,
+        device: str | None = None,
+        error: str | None = None,
+        epochs_done: int | None = None,
+    ) -> None:
         """:func:`search.store.finish_candidate` in a transaction of its own."""
         _candidates.finish_candidate(
-            self, candidate_id=candidate_id, state=state, val_acc=val_acc, test_acc=test_acc,
-            latency_ms=latency_ms, train_s=train_s, device=device, error=error,
-            epochs_done=epochs_done)
+            self,
+            candidate_id=candidate_id,
+            state=state,
+            val_acc=val_acc,
+            test_acc=test_acc,
+            latency_ms=latency_ms,
+            train_s=train_s,
+            device=device,
+            error=error,
+            epochs_done=epochs_done,
+        )
 
     def fail_running_candidates(self, *, job_id: int, error: str) -> int:
         """:func:`search.store.fail_running_candidates` in a transaction of its own."""
@@ -337,18 +419,23 @@ class Store:
             s.add(worker)
         return worker_id
 
-    def worker_heartbeat(self, worker_id: str, *, status: str = "idle",
-                         current_job_id: int | None = None) -> None:
+    def worker_heartbeat(
+        self, worker_id: str, *, status: str = "idle", current_job_id: int | None = None
+    ) -> None:
         """Record that ``worker_id`` is alive, and what it is doing (``idle`` or ``busy``)."""
         with self.session(write=True) as s:
             now = db_now(s)
             worker = s.get(Worker, worker_id)
             if worker is None:  # e.g. rows pruned while it ran: it is alive, so record it again
-                worker = Worker(id=worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                                started_at=now)
+                worker = Worker(
+                    id=worker_id, hostname=socket.gethostname(), pid=os.getpid(), started_at=now
+                )
                 s.add(worker)
             worker.status, worker.current_job_id, worker.last_heartbeat = (
-                status, current_job_id, now)
+                status,
+                current_job_id,
+                now,
+            )
 
     def worker_stopped(self, worker_id: str) -> None:
         """Mark ``worker_id`` as ``stopped`` (a clean exit)."""
@@ -362,8 +449,18 @@ class Store:
         """Every registered worker, most recently heard from first."""
         with self.session() as s:
             rows = s.scalars(select(Worker).order_by(Worker.last_heartbeat.desc())).all()
-            return [WorkerInfo(w.id, w.hostname, w.pid, w.status, w.current_job_id,
-                               w.started_at, w.last_heartbeat) for w in rows]
+            return [
+                WorkerInfo(
+                    w.id,
+                    w.hostname,
+                    w.pid,
+                    w.status,
+                    w.current_job_id,
+                    w.started_at,
+                    w.last_heartbeat,
+                )
+                for w in rows
+            ]
 
 
 def _is_new_sqlite_file(url: str) -> bool:
@@ -395,8 +492,10 @@ def _job(s: Session, job_id: int, *, lock: bool = False) -> Job:
 def _held(s: Session, job_id: int, worker_id: str) -> Job:
     job = _job(s, job_id, lock=True)
     if job.status != "running" or job.worker_id != worker_id:
-        raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id} "
-                             f"(status {job.status}, worker {job.worker_id})")
+        raise LeaseLostError(
+            f"job {job_id} is no longer held by worker {worker_id} "
+            f"(status {job.status}, worker {job.worker_id})"
+        )
     return job
 
 
@@ -409,18 +508,32 @@ def _study_name(s: Session, job_id: int) -> str:
     # Job ids restart when poolstride's tables are recreated, but Optuna's studies stay: never
     # hand a new job an old study's trials.
     conn = s.connection()
-    if inspect(conn).has_table("studies") and conn.execute(
-            text("SELECT 1 FROM studies WHERE study_name = :n"), {"n": name}).first():
+    if (
+        inspect(conn).has_table("studies")
+        and conn.execute(text("SELECT 1 FROM studies WHERE study_name = :n"), {"n": name}).first()
+    ):
         name = f"{name}-{secrets.token_hex(4)}"
     return name
 
 
 def _info(job: Job, trials_done: int) -> JobInfo:
     return JobInfo(
-        id=job.id, name=job.name, status=job.status, priority=job.priority,
-        study_name=job.study_name, config=JobConfig.from_dict(json.loads(job.config)),
-        trials_done=trials_done, trials_total=job.trials_total, attempts=job.attempts,
-        max_attempts=job.max_attempts, error=job.error, cancel_requested=job.cancel_requested,
-        worker_id=job.worker_id, lease_expires_at=job.lease_expires_at,
-        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        updated_at=job.updated_at)
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        priority=job.priority,
+        study_name=job.study_name,
+        config=JobConfig.from_dict(json.loads(job.config)),
+        trials_done=trials_done,
+        trials_total=job.trials_total,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+        worker_id=job.worker_id,
+        lease_expires_at=job.lease_expires_at,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
+    )

@@ -44,8 +44,11 @@ class JobInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 (UTC), ``config`` as :meth:`JobConfig.to_dict`."""
-        out = {("study" if k == "study_name" else k): _jsonable(v)
-               for k, v in vars(self).items() if k != "config"}
+        out = {
+            ("study" if k == "study_name" else k): _jsonable(v)
+            for k, v in vars(self).items()
+            if k != "config"
+        }
         out["config"] = self.config.to_dict()
         return out
 

@@ -38,5 +38,6 @@ class RunningJob:
 
 def poolstride(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the ``poolstride`` command in a child process, output captured; it must succeed."""
-    return subprocess.run([*POOLSTRIDE, *args], capture_output=True, text=True, check=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [*POOLSTRIDE, *args], capture_output=True, text=True, check=True, cwd=ROOT, timeout=300
+    )

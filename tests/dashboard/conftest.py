@@ -27,9 +27,24 @@ PAGE_TIMEOUT_S = 60.0
 def finished_job(tmp_path_factory: pytest.TempPathFactory) -> FinishedJob:
     """A real search, run once per session: 8 candidates of 2 stages, 1 epoch, on digits."""
     url = f"sqlite:///{tmp_path_factory.mktemp('finished') / 'poolstride.db'}"
-    done = poolstride("run", "--dataset", "digits", "--trials", "8", "--epochs", "1",
-                      "--widths", "8,16", "--stages", "2", "--concurrency", "4", "--json",
-                      "--db", url)
+    done = poolstride(
+        "run",
+        "--dataset",
+        "digits",
+        "--trials",
+        "8",
+        "--epochs",
+        "1",
+        "--widths",
+        "8,16",
+        "--stages",
+        "2",
+        "--concurrency",
+        "4",
+        "--json",
+        "--db",
+        url,
+    )
     job = json.loads(done.stdout)
     assert job["status"] == "succeeded", done.stderr
     return FinishedJob(url, int(job["id"]))
@@ -38,8 +53,9 @@ def finished_job(tmp_path_factory: pytest.TempPathFactory) -> FinishedJob:
 @pytest.fixture
 def running_job(db_url: str) -> RunningJob:
     """Job of 6 trials, 3 complete, 1 training, held by worker ``fake-worker``; no Ray."""
-    config = JobConfig.from_mapping({"dataset": "digits", "trials": 6, "epochs": 2,
-                                     "space": {"stages": 2, "widths": [8, 16]}})
+    config = JobConfig.from_mapping(
+        {"dataset": "digits", "trials": 6, "epochs": 2, "space": {"stages": 2, "widths": [8, 16]}}
+    )
     worker = "fake-worker"
     with Store.open(db_url) as store:
         job = store.submit(config)
@@ -48,12 +64,20 @@ def running_job(db_url: str) -> RunningJob:
         store.worker_heartbeat(worker, status="busy", current_job_id=job.id)
         for trial, arch in enumerate(itertools.islice(config.space, 4)):
             cid = store.start_candidate(
-                job_id=job.id, trial_number=trial, optuna_trial_id=None, arch=arch,
-                cost=arch_cost(arch, input_shape=config.space.input_shape), seed=0, attempt=1,
-                worker_id=worker, epochs_total=2)
+                job_id=job.id,
+                trial_number=trial,
+                optuna_trial_id=None,
+                arch=arch,
+                cost=arch_cost(arch, input_shape=config.space.input_shape),
+                seed=0,
+                attempt=1,
+                worker_id=worker,
+                epochs_total=2,
+            )
             if trial < 3:
-                store.record_epoch(candidate_id=cid, epoch=1, val_acc=0.5 + trial / 10,
-                                   train_loss=1.0, seconds=0.1)
+                store.record_epoch(
+                    candidate_id=cid, epoch=1, val_acc=0.5 + trial / 10, train_loss=1.0, seconds=0.1
+                )
                 store.finish_candidate(candidate_id=cid, state="complete", train_s=0.2)
     return RunningJob(db_url, job.id, 3, 6, worker)
 

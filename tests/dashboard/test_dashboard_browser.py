@@ -24,9 +24,17 @@ from _dashboard_support import POOLSTRIDE, FinishedJob
 from search.query import load_candidates
 from search.store import Store
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-quic", "--no-first-run", "--disable-component-update",
-                  "--disable-sync", "--virtual-time-budget=10000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=10000",
+]
 
 
 def _chromium() -> str:
@@ -49,9 +57,13 @@ def _free_port() -> int:
 def served(finished_job: FinishedJob) -> Iterator[str]:
     """``poolstride dashboard`` on a free port; yields its base address."""
     port = _free_port()
-    server = subprocess.Popen([*POOLSTRIDE, "dashboard", "--db", finished_job.url,
-                               "--port", str(port)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [*POOLSTRIDE, "dashboard", "--db", finished_job.url, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -77,8 +89,13 @@ def served(finished_job: FinishedJob) -> Iterator[str]:
 
 
 def _chrome(chromium: str, profile: Path, *args: str) -> str:
-    done = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=90, check=True)
+    done = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
     return done.stdout
 
 
@@ -91,8 +108,15 @@ def test_pareto_page_in_chromium(served: str, finished_job: FinishedJob, tmp_pat
     shot = tmp_path / "pareto.png"
     deadline = time.monotonic() + 60
     for attempt in itertools.count():
-        dom = _chrome(chromium, tmp_path / f"profile{attempt}", "--window-size=1400,1000",
-                      "--hide-scrollbars", f"--screenshot={shot}", "--dump-dom", page)
+        dom = _chrome(
+            chromium,
+            tmp_path / f"profile{attempt}",
+            "--window-size=1400,1000",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--dump-dom",
+            page,
+        )
         if dom.count("js-plotly-plot") >= 2 or time.monotonic() > deadline:
             break
     with Store.open(finished_job.url) as store:

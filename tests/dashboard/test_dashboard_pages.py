@@ -39,8 +39,9 @@ def _frame(finished: FinishedJob, **kwargs: Any) -> Any:
         return load_candidates(store, finished.job_id, **kwargs)
 
 
-def test_queue_shows_a_finished_job_and_its_worker(finished_job: FinishedJob,
-                                                   open_page: OpenPage) -> None:
+def test_queue_shows_a_finished_job_and_its_worker(
+    finished_job: FinishedJob, open_page: OpenPage
+) -> None:
     at = open_page(finished_job.url)
     jobs, workers = (d.value for d in at.dataframe)
     row = jobs.set_index("job").loc[finished_job.job_id]
@@ -51,8 +52,10 @@ def test_queue_shows_a_finished_job_and_its_worker(finished_job: FinishedJob,
     assert any("No job is queued or running." in c.value for c in at.caption)
 
 
-def test_queue_shows_a_running_jobs_progress(running_job: RunningJob, open_page: OpenPage,
-                                             ) -> None:
+def test_queue_shows_a_running_jobs_progress(
+    running_job: RunningJob,
+    open_page: OpenPage,
+) -> None:
     at = open_page(running_job.url)
     bar = at.get("progress")
     assert len(bar) == 1
@@ -68,8 +71,11 @@ def test_queue_shows_a_running_jobs_progress(running_job: RunningJob, open_page:
 
 
 def test_pareto_front_equals_the_cli(finished_job: FinishedJob, open_page: OpenPage) -> None:
-    cli = json.loads(poolstride("pareto", str(finished_job.job_id), "--format", "json",
-                                "--db", finished_job.url).stdout)
+    cli = json.loads(
+        poolstride(
+            "pareto", str(finished_job.job_id), "--format", "json", "--db", finished_job.url
+        ).stdout
+    )
     at = open_page(finished_job.url, "pareto.py", job=finished_job.job_id)
     table = at.dataframe[0].value
     assert table["trial"].tolist() == [row["trial"] for row in cli]
@@ -87,13 +93,25 @@ def test_pareto_front_equals_the_cli(finished_job: FinishedJob, open_page: OpenP
     assert _values(history["data"][0]["x"]) == sorted(complete["trial"])
 
 
-def test_pareto_other_objectives_and_colour(finished_job: FinishedJob, open_page: OpenPage,
-                                            ) -> None:
-    at = open_page(finished_job.url, "pareto.py", job=finished_job.job_id, x="params",
-                   color="s1.kernel")
-    cli = json.loads(poolstride("pareto", str(finished_job.job_id), "--objectives",
-                                "val_acc,params", "--format", "json", "--db",
-                                finished_job.url).stdout)
+def test_pareto_other_objectives_and_colour(
+    finished_job: FinishedJob,
+    open_page: OpenPage,
+) -> None:
+    at = open_page(
+        finished_job.url, "pareto.py", job=finished_job.job_id, x="params", color="s1.kernel"
+    )
+    cli = json.loads(
+        poolstride(
+            "pareto",
+            str(finished_job.job_id),
+            "--objectives",
+            "val_acc,params",
+            "--format",
+            "json",
+            "--db",
+            finished_job.url,
+        ).stdout
+    )
     assert at.dataframe[0].value["trial"].tolist() == [row["trial"] for row in cli]
     scatter = _figures(at)[0]
     assert scatter["layout"]["xaxis"]["title"]["text"].startswith("params")
@@ -115,8 +133,10 @@ def test_stages_page_charts_the_analysis(finished_job: FinishedJob, open_page: O
     assert "Matched pairs" in words or "no matched-pair effect" in words
 
 
-def test_trials_page_filters_like_the_cli(finished_job: FinishedJob, open_page: OpenPage,
-                                          ) -> None:
+def test_trials_page_filters_like_the_cli(
+    finished_job: FinishedJob,
+    open_page: OpenPage,
+) -> None:
     at = open_page(finished_job.url, "trials.py", job=finished_job.job_id)
     assert at.dataframe[0].value["trial"].tolist() == list(range(8))
     curves = _figures(at)[0]
@@ -124,9 +144,22 @@ def test_trials_page_filters_like_the_cli(finished_job: FinishedJob, open_page: 
 
     at.text_input(key="trials_where").input("s1.kernel>=5, state=complete")
     at.text_input(key="trials_sort").input("-val_acc").run()
-    cli = json.loads(poolstride("trials", str(finished_job.job_id), "--where", "s1.kernel>=5",
-                                "--where", "state=complete", "--sort", "-val_acc", "--format",
-                                "json", "--db", finished_job.url).stdout)
+    cli = json.loads(
+        poolstride(
+            "trials",
+            str(finished_job.job_id),
+            "--where",
+            "s1.kernel>=5",
+            "--where",
+            "state=complete",
+            "--sort",
+            "-val_acc",
+            "--format",
+            "json",
+            "--db",
+            finished_job.url,
+        ).stdout
+    )
     assert at.dataframe[0].value["trial"].tolist() == [row["trial"] for row in cli]
 
     at.text_input(key="trials_where").input("s1.kernel=4x").run()
@@ -134,11 +167,11 @@ def test_trials_page_filters_like_the_cli(finished_job: FinishedJob, open_page: 
     assert "needs a number" in at.error[0].value
 
 
-def test_architecture_page_draws_a_candidate_and_a_diff(finished_job: FinishedJob,
-                                                        open_page: OpenPage) -> None:
+def test_architecture_page_draws_a_candidate_and_a_diff(
+    finished_job: FinishedJob, open_page: OpenPage
+) -> None:
     frame = _frame(finished_job).set_index("trial")
-    at = open_page(finished_job.url, "architecture.py", job=finished_job.job_id, trial=3,
-                   a=3, b=5)
+    at = open_page(finished_job.url, "architecture.py", job=finished_job.job_id, trial=3, a=3, b=5)
     parts = at.dataframe[0].value
     assert parts["part"].tolist() == ["stem", "s1", "s2", "head"]
     # the per-part costs add up to what the search stored for the candidate
@@ -164,8 +197,10 @@ def test_the_database_is_read_only(db_url: str) -> None:
         engine.dispose()
 
 
-def test_a_database_without_schema_is_one_error(empty_db_url: str, open_page: OpenPage,
-                                                ) -> None:
+def test_a_database_without_schema_is_one_error(
+    empty_db_url: str,
+    open_page: OpenPage,
+) -> None:
     at = open_page(empty_db_url)
     assert len(at.error) == 1
     assert "poolstride db upgrade" in at.error[0].value

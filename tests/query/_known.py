@@ -42,27 +42,51 @@ ROWS: list[tuple[int, tuple[str, int, str], tuple[str, int, str], float | None, 
 
 
 def arch_of(s1: tuple[str, int, str], s2: tuple[str, int, str]) -> ArchSpec:
-    return ArchSpec.from_dict({"stages": [
-        {"downsample": d, "kernel": k, "skip": s, "width": w}
-        for (d, k, s), w in ((s1, 8), (s2, 16))]})
+    return ArchSpec.from_dict(
+        {
+            "stages": [
+                {"downsample": d, "kernel": k, "skip": s, "width": w}
+                for (d, k, s), w in ((s1, 8), (s2, 16))
+            ]
+        }
+    )
 
 
 def fill(store: Store) -> int:
     """Submit the job and write the rows above; returns the job id."""
-    job = store.submit(JobConfig.from_mapping(
-        {"dataset": "digits", "trials": 8, "epochs": 1,
-         "space": {"stages": 2, "widths": [8, 16]}}))
+    job = store.submit(
+        JobConfig.from_mapping(
+            {
+                "dataset": "digits",
+                "trials": 8,
+                "epochs": 1,
+                "space": {"stages": 2, "widths": [8, 16]},
+            }
+        )
+    )
     for trial, s1, s2, val, flops, params in ROWS:
         cid = store.start_candidate(
-            job_id=job.id, trial_number=trial, optuna_trial_id=None, arch=arch_of(s1, s2),
-            cost=Cost(params=params, flops=flops, activation_bytes=1000,
-                      receptive_field=9),
-            seed=0, attempt=1, worker_id="w", epochs_total=1)
+            job_id=job.id,
+            trial_number=trial,
+            optuna_trial_id=None,
+            arch=arch_of(s1, s2),
+            cost=Cost(params=params, flops=flops, activation_bytes=1000, receptive_field=9),
+            seed=0,
+            attempt=1,
+            worker_id="w",
+            epochs_total=1,
+        )
         if val is None:
             store.finish_candidate(candidate_id=cid, state="failed", error="boom")
         else:
-            store.finish_candidate(candidate_id=cid, state="complete", val_acc=val,
-                                   test_acc=val - 0.01, train_s=1.0, latency_ms=0.5)
+            store.finish_candidate(
+                candidate_id=cid,
+                state="complete",
+                val_acc=val,
+                test_acc=val - 0.01,
+                train_s=1.0,
+                latency_ms=0.5,
+            )
     return job.id
 
 
@@ -70,10 +94,22 @@ def frame_rows() -> list[dict[str, Any]]:
     """The rows above as the flat records that :func:`search.query.load_candidates` returns."""
     out = []
     for trial, s1, s2, val, flops, params in ROWS:
-        row: dict[str, Any] = {"trial": trial, "state": "failed" if val is None else "complete",
-                               "val_acc": val, "flops": flops, "params": params}
+        row: dict[str, Any] = {
+            "trial": trial,
+            "state": "failed" if val is None else "complete",
+            "val_acc": val,
+            "flops": flops,
+            "params": params,
+        }
         for i, (d, k, s) in enumerate((s1, s2), 1):
-            row.update({f"s{i}.downsample": d, f"s{i}.kernel": k, f"s{i}.skip": s,
-                        f"s{i}.width": 8 * i, f"s{i}.depth": 1})
+            row.update(
+                {
+                    f"s{i}.downsample": d,
+                    f"s{i}.kernel": k,
+                    f"s{i}.skip": s,
+                    f"s{i}.width": 8 * i,
+                    f"s{i}.depth": 1,
+                }
+            )
         out.append(row)
     return out

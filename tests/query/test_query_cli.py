@@ -22,29 +22,54 @@ def job(store: Store) -> int:
 
 
 def test_where_on_a_stage_returns_only_such_rows(store: Store, job: int, db_url: str) -> None:
-    res = run("trials", str(job), "--where", "s1.downsample=max", "--format", "json",
-              "--db", db_url)
+    res = run(
+        "trials", str(job), "--where", "s1.downsample=max", "--format", "json", "--db", db_url
+    )
     assert res.code == 0, res.stderr
     rows = json.loads(res.stdout)
     assert [r["trial"] for r in rows] == [0, 2, 4, 6, 7]
     assert {r["s1.downsample"] for r in rows} == {"max"}
     # rows carry the flat stage parameters, metrics, costs, trial and state
-    assert set(rows[0]) >= {"trial", "state", "s1.downsample", "s1.kernel", "s1.skip",
-                            "s2.downsample", "val_acc", "test_acc", "flops", "params",
-                            "latency_ms", "train_s"}
+    assert set(rows[0]) >= {
+        "trial",
+        "state",
+        "s1.downsample",
+        "s1.kernel",
+        "s1.skip",
+        "s2.downsample",
+        "val_acc",
+        "test_acc",
+        "flops",
+        "params",
+        "latency_ms",
+        "train_s",
+    }
     assert rows[3] == {**rows[3], "state": "failed", "val_acc": None}
 
 
-def test_where_flags_combine_with_and_sort_and_limit(store: Store, job: int,
-                                                     db_url: str) -> None:
-    res = run("trials", str(job), "--where", "s1.downsample=max", "--where", "val_acc>=0.78",
-              "--where", "s1.kernel<5", "--sort", "-val_acc", "--format", "json", "--db", db_url)
+def test_where_flags_combine_with_and_sort_and_limit(store: Store, job: int, db_url: str) -> None:
+    res = run(
+        "trials",
+        str(job),
+        "--where",
+        "s1.downsample=max",
+        "--where",
+        "val_acc>=0.78",
+        "--where",
+        "s1.kernel<5",
+        "--sort",
+        "-val_acc",
+        "--format",
+        "json",
+        "--db",
+        db_url,
+    )
     assert [r["trial"] for r in json.loads(res.stdout)] == [0, 7]
-    res = run("trials", str(job), "--sort", "-val_acc", "--limit", "2", "--format", "json",
-              "--db", db_url)
+    res = run(
+        "trials", str(job), "--sort", "-val_acc", "--limit", "2", "--format", "json", "--db", db_url
+    )
     assert [r["trial"] for r in json.loads(res.stdout)] == [5, 3]
-    res = run("trials", str(job), "--where", "state!=complete", "--format", "json",
-              "--db", db_url)
+    res = run("trials", str(job), "--where", "state!=complete", "--format", "json", "--db", db_url)
     assert [r["trial"] for r in json.loads(res.stdout)] == [6]
     # a stage key sorts too; missing val_acc sorts last either way
     frame = load_candidates(store, job, sort="-s1.kernel")
@@ -56,24 +81,29 @@ def test_trials_csv_and_table(job: int, db_url: str) -> None:
     res = run("trials", str(job), "--where", "trial<2", "--format", "csv", "--db", db_url)
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert [(r["trial"], r["s1.downsample"], r["val_acc"]) for r in rows] == [
-        ("0", "max", "0.8"), ("1", "strided", "0.82")]
+        ("0", "max", "0.8"),
+        ("1", "strided", "0.82"),
+    ]
     table = run("trials", str(job), "--where", "trial=1", "--db", db_url).stdout.splitlines()
     assert table[0].split()[:3] == ["trial", "state", "s1.downsample"]
     assert table[1].split()[:3] == ["1", "complete", "strided"]
 
 
-@pytest.mark.parametrize("expr, message", [
-    ("s1.downsample=max'; DROP TABLE x", "s1.downsample is one of max, avg, strided, conv"),
-    ("nokey>3", "unknown key 'nokey'"),
-    ("val_acc>high", "val_acc needs a number"),
-    ("s1.downsample<3", "s1.downsample takes = or != only"),
-    ("s3.kernel=3", "the job has 2 stages"),
-    ("val_acc", "expected KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N"),
-    ("1=1 OR 1=1", "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ("s1.downsample=max'; DROP TABLE x", "s1.downsample is one of max, avg, strided, conv"),
+        ("nokey>3", "unknown key 'nokey'"),
+        ("val_acc>high", "val_acc needs a number"),
+        ("s1.downsample<3", "s1.downsample takes = or != only"),
+        ("s3.kernel=3", "the job has 2 stages"),
+        ("val_acc", "expected KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N"),
+        ("1=1 OR 1=1", "expected KEY=VALUE"),
+    ],
+)
 def test_bad_where_exits_2_with_one_line_and_changes_nothing(
-        job: int, db_url: str, row_counts: Callable[[str], dict[str, int]], expr: str,
-        message: str) -> None:
+    job: int, db_url: str, row_counts: Callable[[str], dict[str, int]], expr: str, message: str
+) -> None:
     before = row_counts(db_url)
     res = run("trials", str(job), "--where", expr, "--db", db_url)
     assert res.code == 2
@@ -99,11 +129,24 @@ def test_pareto_formats_and_objectives(job: int, db_url: str) -> None:
     rows = json.loads(res.stdout)
     assert [r["trial"] for r in rows] == [5, 3, 1]
     assert rows[2]["s1.downsample"] == "strided" and rows[2]["flops"] == 60
-    three = json.loads(run("pareto", str(job), "--objectives", "val_acc,flops,params",
-                           "--format", "json", "--db", db_url).stdout)
+    three = json.loads(
+        run(
+            "pareto",
+            str(job),
+            "--objectives",
+            "val_acc,flops,params",
+            "--format",
+            "json",
+            "--db",
+            db_url,
+        ).stdout
+    )
     assert sorted(r["trial"] for r in three) == [1, 3, 4, 5]
-    csv_rows = list(csv.DictReader(io.StringIO(
-        run("pareto", str(job), "--format", "csv", "--db", db_url).stdout)))
+    csv_rows = list(
+        csv.DictReader(
+            io.StringIO(run("pareto", str(job), "--format", "csv", "--db", db_url).stdout)
+        )
+    )
     assert [r["trial"] for r in csv_rows] == ["5", "3", "1"]
     table = run("pareto", str(job), "--db", db_url).stdout
     assert "3 of 7 complete candidates on the front (val_acc, flops); hypervolume 0.8150" in table
@@ -125,19 +168,27 @@ def test_analyze_json_and_table(job: int, db_url: str) -> None:
     assert res.code == 0, res.stderr
     report = json.loads(res.stdout)
     assert (report["complete"], report["front_size"]) == (7, 3)
-    strided = next(r for r in report["stages"] if (r["stage"], r["choice"], r["value"])
-                   == (1, "downsample", "strided"))
+    strided = next(
+        r
+        for r in report["stages"]
+        if (r["stage"], r["choice"], r["value"]) == (1, "downsample", "strided")
+    )
     assert strided["count"] == 2 and strided["val_acc_mean"] == pytest.approx(0.84)
     assert report["effects"][0]["text"].startswith(
-        "stage 1: strided instead of max changes val_acc by +0.0200")
+        "stage 1: strided instead of max changes val_acc by +0.0200"
+    )
     assert report["importances"] == {}  # no Optuna study behind these hand-made rows
     text = run("analyze", str(job), "--db", db_url).stdout
     assert "paired effects" in text and "strided instead of max" in text
 
 
 def test_unknown_job_exits_2(store: Store, db_url: str) -> None:
-    for args in (("pareto", "99"), ("trials", "99"), ("analyze", "99"),
-                 ("export", "99", "--trial", "0", "--out", "/tmp/x.pt")):
+    for args in (
+        ("pareto", "99"),
+        ("trials", "99"),
+        ("analyze", "99"),
+        ("export", "99", "--trial", "0", "--out", "/tmp/x.pt"),
+    ):
         res = run(*args, "--db", db_url)
         assert res.code == 2, args
         assert "job 99" in res.stderr
@@ -147,9 +198,14 @@ def test_a_single_objective_front_is_the_best_candidates(job: int, db_url: str) 
     res = run("pareto", str(job), "--objectives", "val_acc", "--format", "json", "--db", db_url)
     assert res.code == 0, res.stderr
     rows = json.loads(res.stdout)
-    best = max(r["val_acc"] for r in json.loads(run(
-        "trials", str(job), "--where", "state=complete", "--format", "json", "--db",
-        db_url).stdout))
+    best = max(
+        r["val_acc"]
+        for r in json.loads(
+            run(
+                "trials", str(job), "--where", "state=complete", "--format", "json", "--db", db_url
+            ).stdout
+        )
+    )
     assert rows and {r["val_acc"] for r in rows} == {best}
 
 

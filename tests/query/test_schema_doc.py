@@ -30,20 +30,32 @@ def generated_tables() -> str:
     for name in TABLE_ORDER:
         table = Base.metadata.tables[name]
         summary = (models[name].__doc__ or "").strip().splitlines()[0]
-        parts += [f"### `{name}`", "", summary, "", "| column | type | null | key |",
-                  "|---|---|---|---|"]
+        parts += [
+            f"### `{name}`",
+            "",
+            summary,
+            "",
+            "| column | type | null | key |",
+            "|---|---|---|---|",
+        ]
         for col in table.columns:
             keys = []
             if col.primary_key:
                 keys.append("primary key")
             keys += [f"→ `{fk.column.table.name}.{fk.column.name}`" for fk in col.foreign_keys]
             ctype = getattr(col.type, "impl", col.type)
-            parts.append(f"| `{col.name}` | {str(ctype).lower()} | "
-                         f"{'yes' if col.nullable else 'no'} | {', '.join(keys)} |")
-        indexes = sorted(", ".join(c.name for c in ix.columns) or str(ix.expressions)
-                         for ix in table.indexes)
-        uniques = sorted(", ".join(c.name for c in uc.columns) for uc in table.constraints
-                         if type(uc).__name__ == "UniqueConstraint")
+            parts.append(
+                f"| `{col.name}` | {str(ctype).lower()} | "
+                f"{'yes' if col.nullable else 'no'} | {', '.join(keys)} |"
+            )
+        indexes = sorted(
+            ", ".join(c.name for c in ix.columns) or str(ix.expressions) for ix in table.indexes
+        )
+        uniques = sorted(
+            ", ".join(c.name for c in uc.columns)
+            for uc in table.constraints
+            if type(uc).__name__ == "UniqueConstraint"
+        )
         if indexes:
             parts += ["", "Indexes: " + "; ".join(f"({i})" for i in indexes) + "."]
         if uniques:
@@ -67,23 +79,38 @@ def _with_optuna_study(store: Store, url: str) -> int:
     """The known rows, plus the Optuna study behind them (so the joins have rows)."""
     job_id = fill(store)
     job = store.get_job(job_id)
-    study = optuna.create_study(study_name=job.study_name, storage=optuna_storage(url),
-                                directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        study_name=job.study_name, storage=optuna_storage(url), directions=["maximize", "minimize"]
+    )
     choices = {"downsample": DOWNSAMPLES, "kernel": KERNELS, "skip": SKIPS}
-    dists = {f"s{i}.{k}": CategoricalDistribution(list(v))
-             for i in (1, 2) for k, v in choices.items()}
+    dists = {
+        f"s{i}.{k}": CategoricalDistribution(list(v)) for i in (1, 2) for k, v in choices.items()
+    }
     for trial, s1, s2, val, flops, _ in ROWS:
-        params = {f"s{i}.{k}": v for i, st in ((1, s1), (2, s2))
-                  for k, v in zip(("downsample", "kernel", "skip"), st, strict=True)}
-        study.add_trial(create_trial(
-            params=params, distributions=dists, values=None if val is None else [val, flops],
-            state=(optuna.trial.TrialState.FAIL if val is None
-                   else optuna.trial.TrialState.COMPLETE)))
+        params = {
+            f"s{i}.{k}": v
+            for i, st in ((1, s1), (2, s2))
+            for k, v in zip(("downsample", "kernel", "skip"), st, strict=True)
+        }
+        study.add_trial(
+            create_trial(
+                params=params,
+                distributions=dists,
+                values=None if val is None else [val, flops],
+                state=(
+                    optuna.trial.TrialState.FAIL
+                    if val is None
+                    else optuna.trial.TrialState.COMPLETE
+                ),
+            )
+        )
         trial_id = study.get_trials(deepcopy=False)[-1]._trial_id
         with store.session(write=True) as s:
-            s.execute(update(Candidate).where(Candidate.job_id == job_id,
-                                              Candidate.trial_number == trial)
-                      .values(optuna_trial_id=trial_id))
+            s.execute(
+                update(Candidate)
+                .where(Candidate.job_id == job_id, Candidate.trial_number == trial)
+                .values(optuna_trial_id=trial_id)
+            )
     return job_id
 
 

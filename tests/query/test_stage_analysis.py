@@ -56,15 +56,17 @@ def test_rows_cover_every_present_value_in_the_space_order() -> None:
 def test_paired_effects_by_hand() -> None:
     effects = paired_effects(known())
     # only two single-choice differences exist: s1.downsample max->strided, s1.kernel 3->5
-    assert [(r.stage, r.choice, r.baseline, r.alternative, r.pairs)
-            for r in effects.itertuples()] == [(1, "downsample", "max", "strided", 2),
-                                               (1, "kernel", 3, 5, 2)]
+    assert [
+        (r.stage, r.choice, r.baseline, r.alternative, r.pairs) for r in effects.itertuples()
+    ] == [(1, "downsample", "max", "strided", 2), (1, "kernel", 3, 5, 2)]
     ds = effects.iloc[0]
     # pair A: trials 0 and 7 (same architecture, mean 0.79) vs trial 1 (0.82): +0.03, flops 0.6x
     # pair B: trial 2 (0.85) vs trial 3 (0.86): +0.01, flops 0.6x
     assert ds["delta_val_acc"] == pytest.approx(0.02)
-    assert (ds["delta_val_acc_lo"], ds["delta_val_acc_hi"]) == (pytest.approx(0.01),
-                                                                pytest.approx(0.03))
+    assert (ds["delta_val_acc_lo"], ds["delta_val_acc_hi"]) == (
+        pytest.approx(0.01),
+        pytest.approx(0.03),
+    )
     assert ds["flops_change_pct"] == pytest.approx(-40.0)
     assert ds["params_change_pct"] == pytest.approx(0.0)
     k = effects.iloc[1]
@@ -72,7 +74,8 @@ def test_paired_effects_by_hand() -> None:
     assert k["flops_change_pct"] == pytest.approx(100.0)
     assert describe_effect(ds.to_dict()) == (
         "stage 1: strided instead of max changes val_acc by +0.0200 ± 0.0100 and FLOPs by "
-        "-40.0% (2 pairs)")
+        "-40.0% (2 pairs)"
+    )
     assert describe_effect(k.to_dict()).startswith("stage 1: kernel 5 instead of 3 changes")
 
 

@@ -42,8 +42,14 @@ def test_hypervolume_of_the_known_rows_by_hand() -> None:
 
 def test_hypervolume_in_three_objectives_is_the_union_of_boxes() -> None:
     # two points, losses a = (0.2, 0.5, 0.5) and b = (0.5, 0.25, 0.25) (flops and params / 100)
-    df = pd.DataFrame({"trial": [0, 1, 2], "val_acc": [0.8, 0.5, 0.5],
-                       "flops": [50, 25, 100], "params": [50, 25, 100]})
+    df = pd.DataFrame(
+        {
+            "trial": [0, 1, 2],
+            "val_acc": [0.8, 0.5, 0.5],
+            "flops": [50, 25, 100],
+            "params": [50, 25, 100],
+        }
+    )
     ref = np.array([1.0, 1.1, 1.1])
     a, b = np.array([0.2, 0.5, 0.5]), np.array([0.5, 0.25, 0.25])
     box = lambda p: float(np.prod(ref - p))  # noqa: E731

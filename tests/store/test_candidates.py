@@ -24,26 +24,46 @@ from search.store import (
     trials_done,
 )
 
-ARCH = ArchSpec.from_dict({"stages": [
-    {"downsample": "max", "kernel": 3, "skip": "none", "width": 8},
-    {"downsample": "strided", "kernel": 5, "skip": "proj", "width": 16},
-]})
-OTHER = ArchSpec.from_dict({"stages": [
-    {"downsample": "avg", "kernel": 3, "skip": "pool", "width": 8},
-    {"downsample": "max", "kernel": 3, "skip": "none", "width": 16},
-]})
+ARCH = ArchSpec.from_dict(
+    {
+        "stages": [
+            {"downsample": "max", "kernel": 3, "skip": "none", "width": 8},
+            {"downsample": "strided", "kernel": 5, "skip": "proj", "width": 16},
+        ]
+    }
+)
+OTHER = ArchSpec.from_dict(
+    {
+        "stages": [
+            {"downsample": "avg", "kernel": 3, "skip": "pool", "width": 8},
+            {"downsample": "max", "kernel": 3, "skip": "none", "width": 16},
+        ]
+    }
+)
 SHAPE = (1, 8, 8)
 
 
 def _job(store: Store) -> int:
-    return store.submit(JobConfig.from_mapping(
-        {"dataset": "digits", "trials": 3, "epochs": 2, "space": {"stages": 2}})).id
+    return store.submit(
+        JobConfig.from_mapping(
+            {"dataset": "digits", "trials": 3, "epochs": 2, "space": {"stages": 2}}
+        )
+    ).id
 
 
 def _start(store: Store, job_id: int, trial: int, arch: ArchSpec = ARCH, attempt: int = 1) -> int:
-    return start_candidate(store, job_id=job_id, trial_number=trial, optuna_trial_id=trial + 1,
-                           arch=arch, cost=arch_cost(arch, input_shape=SHAPE), seed=7,
-                           attempt=attempt, worker_id="w", epochs_total=2)
+    return start_candidate(
+        store,
+        job_id=job_id,
+        trial_number=trial,
+        optuna_trial_id=trial + 1,
+        arch=arch,
+        cost=arch_cost(arch, input_shape=SHAPE),
+        seed=7,
+        attempt=attempt,
+        worker_id="w",
+        epochs_total=2,
+    )
 
 
 def _count(store: Store, model: type) -> int:
@@ -59,7 +79,11 @@ def test_start_candidate_is_an_upsert_that_resets_a_rerun(store: Store) -> None:
     assert again == cid
     (cand,) = list_candidates(store, job)
     assert (cand.arch_hash, cand.attempt, cand.epochs_done, cand.state) == (
-        OTHER.hash(), 2, 0, "running")
+        OTHER.hash(),
+        2,
+        0,
+        "running",
+    )
     assert cand.flops == arch_cost(OTHER, input_shape=SHAPE).flops
     assert _count(store, Stage) == 2 and _count(store, Epoch) == 0
     with store.session() as s:
@@ -87,8 +111,9 @@ def test_finish_and_trials_done_count_complete_candidates_once(store: Store) -> 
     a, b, c = (_start(store, job, n, arch) for n, arch in enumerate((ARCH, OTHER, ARCH)))
     record_epoch(store, candidate_id=a, epoch=2, val_acc=0.8, train_loss=0.5, seconds=0.1)
     for _ in range(2):  # finishing twice counts once
-        finish_candidate(store, candidate_id=a, state="complete", test_acc=0.79, train_s=1.5,
-                         device="cpu")
+        finish_candidate(
+            store, candidate_id=a, state="complete", test_acc=0.79, train_s=1.5, device="cpu"
+        )
     finish_candidate(store, candidate_id=b, state="failed", error="boom", epochs_done=1)
     assert trials_done(store, job) == 1
     assert store.get_job(job).trials_done == 1
@@ -114,8 +139,11 @@ def test_reads_as_frames_and_per_stage_sql(store: Store) -> None:
     curves = epochs_frame(store, job)
     assert curves[["trial_number", "epoch", "val_acc"]].values.tolist() == [[0, 1, 0.6]]
     with store.session() as s:  # `s2.downsample = 'max'` is plain SQL on ps_stages
-        hits = s.scalars(select(Candidate.trial_number).join(Stage).where(
-            Stage.stage == 2, Stage.downsample == "max")).all()
+        hits = s.scalars(
+            select(Candidate.trial_number)
+            .join(Stage)
+            .where(Stage.stage == 2, Stage.downsample == "max")
+        ).all()
     assert hits == [1]
 
 
@@ -132,6 +160,15 @@ def test_a_session_target_joins_the_callers_transaction(store: Store) -> None:
 
 
 def _start_in(s: Session, job: int) -> int:
-    return start_candidate(s, job_id=job, trial_number=0, optuna_trial_id=None, arch=ARCH,
-                           cost=arch_cost(ARCH, input_shape=SHAPE), seed=0, attempt=1,
-                           worker_id=None, epochs_total=1)
+    return start_candidate(
+        s,
+        job_id=job,
+        trial_number=0,
+        optuna_trial_id=None,
+        arch=ARCH,
+        cost=arch_cost(ARCH, input_shape=SHAPE),
+        seed=0,
+        attempt=1,
+        worker_id=None,
+        epochs_total=1,
+    )

@@ -22,8 +22,9 @@ def _race(url: str) -> dict[str, list[int]]:
             store.submit(JobConfig.from_mapping({"trials": 1, "epochs": 1, "priority": i % 3}))
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(WORKERS), ctx.Queue()
-    procs = [ctx.Process(target=claim_all, args=(url, f"w{i}", barrier, out))
-             for i in range(WORKERS)]
+    procs = [
+        ctx.Process(target=claim_all, args=(url, f"w{i}", barrier, out)) for i in range(WORKERS)
+    ]
     for p in procs:
         p.start()
     results = dict(out.get(timeout=120) for _ in procs)
@@ -34,8 +35,9 @@ def _race(url: str) -> dict[str, list[int]]:
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_every_job_is_claimed_exactly_once(backend: str, request: pytest.FixtureRequest,
-                                           tmp_path: Path) -> None:
+def test_every_job_is_claimed_exactly_once(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     if backend == "postgresql":
         url = request.getfixturevalue("pg_url")
     else:

@@ -26,7 +26,9 @@ def test_submit_jobs_status_cancel(db_url: str) -> None:
 
     listed = json.loads(run("jobs", "--db", db_url, "--json").stdout)
     assert [(j["name"], j["trials_done"], j["trials_total"]) for j in listed] == [
-        ("one", 0, 3), ("two", 0, 3)]
+        ("one", 0, 3),
+        ("two", 0, 3),
+    ]
     table = run("jobs", "--db", db_url).stdout.splitlines()
     assert table[0].split()[:4] == ["ID", "NAME", "STATUS", "PRIORITY"]
     assert len(table) == 3 and "0/3" in table[1]
@@ -37,8 +39,10 @@ def test_submit_jobs_status_cancel(db_url: str) -> None:
     assert "study:" in run("status", str(job["id"]), "--db", db_url).stdout
 
     assert run("cancel", str(job["id"]), "--db", db_url).code == 0
-    assert json.loads(run("jobs", "--status", "cancelled", "--db", db_url, "--json").stdout
-                      )[0]["id"] == job["id"]
+    assert (
+        json.loads(run("jobs", "--status", "cancelled", "--db", db_url, "--json").stdout)[0]["id"]
+        == job["id"]
+    )
     with Store.open(db_url) as store:
         running = store.claim("w", 60)
     assert running is not None
@@ -48,8 +52,10 @@ def test_submit_jobs_status_cancel(db_url: str) -> None:
 
 def test_submit_reads_a_toml_config_and_flags_win(db_url: str, tmp_path: Path) -> None:
     config = tmp_path / "job.toml"
-    config.write_text('name = "from-file"\ndataset = "digits"\ntrials = 9\nepochs = 2\n'
-                      'objectives = ["val_acc", "params"]\n[space]\nstages = 2\nkernel = [3]\n')
+    config.write_text(
+        'name = "from-file"\ndataset = "digits"\ntrials = 9\nepochs = 2\n'
+        'objectives = ["val_acc", "params"]\n[space]\nstages = 2\nkernel = [3]\n'
+    )
     out = run("submit", "--config", str(config), "--trials", "5", "--db", db_url, "--json")
     assert out.code == 0, out.stderr
     job = json.loads(out.stdout)
@@ -80,7 +86,8 @@ def _snapshot(url: str, counts: Callable[[str], dict[str, int]]) -> tuple[dict[s
 
 @pytest.mark.parametrize("case", [*BAD_SUBMITS, "unknown job status", "unknown job cancel"])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
-        case: str, db_url: str, row_counts: Callable[[str], dict[str, int]]) -> None:
+    case: str, db_url: str, row_counts: Callable[[str], dict[str, int]]
+) -> None:
     run(*SUBMIT, "--db", db_url)
     before = _snapshot(db_url, row_counts)
     if case in BAD_SUBMITS:
@@ -107,8 +114,10 @@ def test_an_out_of_date_schema_is_refused_by_every_command(db_url: str) -> None:
     assert run("jobs", "--db", db_url, "--json").stdout.strip() == "[]"
 
 
-def test_database_url_from_flag_env_or_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               ) -> None:
+def test_database_url_from_flag_env_or_default(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.chdir(tmp_path)
     # No database yet: reading commands refuse and create no file.
     out = run("jobs", env={DB_ENV_VAR: None})

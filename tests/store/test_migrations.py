@@ -64,8 +64,14 @@ def test_upgrade_creates_both_schemas_with_separate_version_tables(empty_db_url:
 def test_models_equal_migrations(db_url: str) -> None:
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={
-            "include_name": include_name, "compare_type": True, "version_table": VERSION_TABLE})
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "include_name": include_name,
+                "compare_type": True,
+                "version_table": VERSION_TABLE,
+            },
+        )
         assert compare_metadata(context, Base.metadata) == []
     engine.dispose()
 
@@ -74,14 +80,20 @@ def test_alembic_check_from_the_repository_root(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'check.db'}"
     upgrade(url)
     alembic = Path(sys.executable).with_name("alembic")
-    done = subprocess.run([str(alembic), "-x", f"db={url}", "check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(alembic), "-x", f"db={url}", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "No new upgrade operations detected" in done.stdout + done.stderr
 
 
 def test_upgrade_downgrade_upgrade_with_rows_present(
-        empty_db_url: str, row_counts: Callable[[str], dict[str, int]]) -> None:
+    empty_db_url: str, row_counts: Callable[[str], dict[str, int]]
+) -> None:
     upgrade(empty_db_url)
     optuna.create_study(study_name="kept", storage=optuna_storage(empty_db_url))
     with Store.open(empty_db_url) as store:

@@ -15,24 +15,34 @@ from search.store import Store, check_schema, normalize_url, optuna_storage
 
 
 def test_optuna_cli_and_api_on_the_upgraded_database(
-        db_url: str, row_counts: Callable[[str], dict[str, int]]) -> None:
+    db_url: str, row_counts: Callable[[str], dict[str, int]]
+) -> None:
     with Store.open(db_url) as store:
         job = store.submit(JobConfig.from_mapping({"trials": 2, "epochs": 1}))
 
-    study = optuna.create_study(study_name=job.study_name, storage=optuna_storage(db_url),
-                                directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        study_name=job.study_name,
+        storage=optuna_storage(db_url),
+        directions=["maximize", "minimize"],
+    )
     study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=2)
 
     optuna_cli = Path(sys.executable).with_name("optuna")
-    done = subprocess.run([str(optuna_cli), "studies", "--storage", normalize_url(db_url),
-                           "-f", "json"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(optuna_cli), "studies", "--storage", normalize_url(db_url), "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert job.study_name in done.stdout
 
     # Optuna's compatibility check passes: its alembic_version is still its own.
     RDBStorage(normalize_url(db_url))
-    assert len(optuna.load_study(study_name=job.study_name,
-                                 storage=optuna_storage(db_url)).trials) == 2
+    assert (
+        len(optuna.load_study(study_name=job.study_name, storage=optuna_storage(db_url)).trials)
+        == 2
+    )
     with Store.open(db_url) as store:
         check_schema(store.engine)
         assert store.get_job(job.id).study_name == job.study_name

@@ -19,8 +19,9 @@ from search.store import (
 
 
 def config(**overrides: object) -> JobConfig:
-    return JobConfig.from_mapping({"dataset": "digits", "trials": 4, "epochs": 1,
-                                   "space": {"stages": 2}, **overrides})
+    return JobConfig.from_mapping(
+        {"dataset": "digits", "trials": 4, "epochs": 1, "space": {"stages": 2}, **overrides}
+    )
 
 
 def test_submit_queues_a_job_with_its_study_name_and_config(store: Store) -> None:
@@ -94,7 +95,11 @@ def test_fail_attempt_requeues_until_max_attempts(store: Store) -> None:
     store.claim("w", 60)
     back = store.fail_attempt(job.id, "w", "CUDA out of memory")
     assert (back.status, back.attempts, back.error, back.worker_id) == (
-        "queued", 1, "CUDA out of memory", None)
+        "queued",
+        1,
+        "CUDA out of memory",
+        None,
+    )
     store.claim("w", 60)
     done = store.fail_attempt(job.id, "w", "CUDA out of memory again")
     assert (done.status, done.attempts, done.error) == ("failed", 2, "CUDA out of memory again")

@@ -38,13 +38,17 @@ def _assert_consistent(ds: Dataset, shape: tuple[int, int, int], classes: int) -
     assert len(ds.mean) == len(ds.std) == shape[0]
 
 
-@pytest.mark.parametrize(("name", "shape", "total"), [
-    ("mnist5k", (1, 28, 28), 5000),
-    ("digits", (1, 8, 8), 1797),
-    ("synthetic", (3, 32, 32), 2000),
-])
+@pytest.mark.parametrize(
+    ("name", "shape", "total"),
+    [
+        ("mnist5k", (1, 28, 28), 5000),
+        ("digits", (1, 8, 8), 1797),
+        ("synthetic", (3, 32, 32), 2000),
+    ],
+)
 def test_builtin_datasets_have_their_shape_and_a_stratified_split(
-        name: str, shape: tuple[int, int, int], total: int) -> None:
+    name: str, shape: tuple[int, int, int], total: int
+) -> None:
     ds = load_dataset(name, seed=3)
     _assert_consistent(ds, shape, 10)
     n_train, n_val, n_test = _split_sizes(ds)
@@ -84,8 +88,10 @@ def test_splits_do_not_overlap_and_cover_everything(tmp_path: Path, with_test: b
     _id_npz(tmp_path / "ids.npz", 300, with_test=with_test)
     ds = load_dataset("npz", data_dir=tmp_path / "ids.npz", cache_dir=tmp_path / "cache")
     _assert_consistent(ds, (2, 4, 4), 3)
-    ids = {name: set(getattr(ds, f"x_{name}")[:, 0, 0, 0].tolist())
-           for name in ("train", "val", "test")}
+    ids = {
+        name: set(getattr(ds, f"x_{name}")[:, 0, 0, 0].tolist())
+        for name in ("train", "val", "test")
+    }
     if with_test:
         assert ids["test"] == {-1.0} and _split_sizes(ds) == (270, 30, 9)
         assert ids["train"] | ids["val"] == set(map(float, range(300)))
@@ -96,17 +102,24 @@ def test_splits_do_not_overlap_and_cover_everything(tmp_path: Path, with_test: b
     assert not ids["val"] & ids["test"]
 
 
-@pytest.mark.parametrize(("layout", "shape"), [
-    ((20, 6, 5, 3), (3, 6, 5)),  # NHWC
-    ((20, 3, 6, 5), (3, 6, 5)),  # NCHW
-    ((20, 6, 5), (1, 6, 5)),     # NHW
-])
+@pytest.mark.parametrize(
+    ("layout", "shape"),
+    [
+        ((20, 6, 5, 3), (3, 6, 5)),  # NHWC
+        ((20, 3, 6, 5), (3, 6, 5)),  # NCHW
+        ((20, 6, 5), (1, 6, 5)),  # NHW
+    ],
+)
 def test_npz_layouts(tmp_path: Path, layout: tuple[int, ...], shape: tuple[int, int, int]) -> None:
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 255, layout, dtype=np.uint8),
-             y_train=np.arange(20) % 2)
-    ds = load_dataset("npz", data_dir=tmp_path / "d.npz", cache_dir=tmp_path,
-                      val_fraction=0.2, test_fraction=0.2)
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 255, layout, dtype=np.uint8),
+        y_train=np.arange(20) % 2,
+    )
+    ds = load_dataset(
+        "npz", data_dir=tmp_path / "d.npz", cache_dir=tmp_path, val_fraction=0.2, test_fraction=0.2
+    )
     _assert_consistent(ds, shape, 2)
     assert ds.x_train.dtype == torch.uint8
 
@@ -114,33 +127,45 @@ def test_npz_layouts(tmp_path: Path, layout: tuple[int, ...], shape: tuple[int, 
 def test_npz_nhwc_keeps_pixels_in_place(tmp_path: Path) -> None:
     x = np.zeros((10, 4, 4, 3), np.uint8)
     x[..., 0], x[..., 1], x[..., 2] = 10, 20, 30
-    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(10) % 2,
-             x_test=x[:4], y_test=np.arange(4) % 2)
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=x,
+        y_train=np.arange(10) % 2,
+        x_test=x[:4],
+        y_test=np.arange(4) % 2,
+    )
     ds = load_dataset("npz", data_dir=tmp_path / "d.npz", cache_dir=tmp_path)
     assert ds.x_test[:, 0].unique().tolist() == [10] and ds.x_test[:, 2].unique().tolist() == [30]
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"x_train": np.zeros((4, 2, 2))}, "lacks x_train and y_train"),
-    ({"x_train": np.zeros((4, 2, 2)), "y_train": np.zeros(3, int)}, "one label per image"),
-    ({"x_train": np.zeros((4, 2, 2)), "y_train": np.zeros(4)}, "integer class labels"),
-    ({"x_train": np.zeros(4), "y_train": np.zeros(4, int)}, "expected NHW, NCHW or NHWC"),
-])
-def test_bad_npz_is_one_clear_value_error(tmp_path: Path, fields: dict[str, np.ndarray],
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"x_train": np.zeros((4, 2, 2))}, "lacks x_train and y_train"),
+        ({"x_train": np.zeros((4, 2, 2)), "y_train": np.zeros(3, int)}, "one label per image"),
+        ({"x_train": np.zeros((4, 2, 2)), "y_train": np.zeros(4)}, "integer class labels"),
+        ({"x_train": np.zeros(4), "y_train": np.zeros(4, int)}, "expected NHW, NCHW or NHWC"),
+    ],
+)
+def test_bad_npz_is_one_clear_value_error(
+    tmp_path: Path, fields: dict[str, np.ndarray], message: str
+) -> None:
     np.savez(tmp_path / "bad.npz", **fields)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=message):
         load_dataset("npz", data_dir=tmp_path / "bad.npz", cache_dir=tmp_path)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"name": "imagenet"}, "unknown dataset 'imagenet'"),
-    ({"name": "digits", "input_shape": (3, 8, 8)}, "is 1x8x8, not 3x8x8"),
-    ({"name": "digits", "val_fraction": 0.0}, "val_fraction"),
-    ({"name": "npz"}, "needs data_dir"),
-    ({"name": "npz", "data_dir": "/nonexistent/x.npz"}, "does not exist"),
-    ({"name": "cifar10", "data_dir": "/nonexistent"}, "poolstride data fetch cifar10"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "imagenet"}, "unknown dataset 'imagenet'"),
+        ({"name": "digits", "input_shape": (3, 8, 8)}, "is 1x8x8, not 3x8x8"),
+        ({"name": "digits", "val_fraction": 0.0}, "val_fraction"),
+        ({"name": "npz"}, "needs data_dir"),
+        ({"name": "npz", "data_dir": "/nonexistent/x.npz"}, "does not exist"),
+        ({"name": "cifar10", "data_dir": "/nonexistent"}, "poolstride data fetch cifar10"),
+    ],
+)
 def test_bad_arguments_raise_value_error(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_dataset(**kwargs)  # type: ignore[arg-type]
@@ -197,8 +222,12 @@ def _assert_labels_match_colours(ds: Dataset) -> None:
 
 def test_imagefolder_without_splits_resizes_and_labels_by_folder(tmp_path: Path) -> None:
     _write_images(tmp_path / "imgs", per_class=10)
-    ds = load_dataset("imagefolder", data_dir=tmp_path / "imgs", input_shape=(3, 8, 8),
-                      cache_dir=tmp_path / "cache")
+    ds = load_dataset(
+        "imagefolder",
+        data_dir=tmp_path / "imgs",
+        input_shape=(3, 8, 8),
+        cache_dir=tmp_path / "cache",
+    )
     _assert_consistent(ds, (3, 8, 8), 3)
     assert _split_sizes(ds) == (21, 3, 6)
     _assert_labels_match_colours(ds)
@@ -211,10 +240,12 @@ def test_imagefolder_train_test_as_folder_and_as_archive(tmp_path: Path) -> None
     archive = tmp_path / "set.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(root, arcname="wrapped")  # a wrapping folder is not a class
-    from_dir = load_dataset("imagefolder", data_dir=root, input_shape=(1, 10, 12),
-                            cache_dir=tmp_path / "cache")
-    from_tar = load_dataset("imagefolder", data_dir=archive, input_shape=(1, 10, 12),
-                            cache_dir=tmp_path / "cache")
+    from_dir = load_dataset(
+        "imagefolder", data_dir=root, input_shape=(1, 10, 12), cache_dir=tmp_path / "cache"
+    )
+    from_tar = load_dataset(
+        "imagefolder", data_dir=archive, input_shape=(1, 10, 12), cache_dir=tmp_path / "cache"
+    )
     for ds in (from_dir, from_tar):
         _assert_consistent(ds, (1, 10, 12), 3)
         assert _split_sizes(ds) == (27, 3, 6)
@@ -236,11 +267,13 @@ def test_imagefolder_needs_two_classes(tmp_path: Path) -> None:
 def _forbid(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     def fail(*args: object) -> None:
         raise AssertionError(f"{name} ran although the cache holds the arrays")
+
     monkeypatch.setattr(data, name, fail)
 
 
 def test_cache_avoids_a_second_decode_until_the_source_changes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write_images(tmp_path / "imgs", per_class=4)
     _write_cifar(tmp_path / "data")
     cache = tmp_path / "cache"
@@ -288,7 +321,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root = tmp_path / "www"
     root.mkdir()
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
@@ -310,8 +344,12 @@ def test_fetch_downloads_verifies_and_unpacks(tmp_path: Path, served: tuple[Path
     md5 = _tiny_archive(www / "cifar.tar.gz", tmp_path)
     size = (www / "cifar.tar.gz").stat().st_size
     calls: list[tuple[int, int]] = []
-    target = fetch_cifar10(tmp_path / "data", url=f"{base}/cifar.tar.gz", checksum=md5,
-                           progress=lambda done, total: calls.append((done, total)))
+    target = fetch_cifar10(
+        tmp_path / "data",
+        url=f"{base}/cifar.tar.gz",
+        checksum=md5,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert target == tmp_path / "data" / "cifar-10-batches-py"
     assert calls[0] == (0, size) and calls[-1] == (size, size)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -320,8 +358,12 @@ def test_fetch_downloads_verifies_and_unpacks(tmp_path: Path, served: tuple[Path
     assert _split_sizes(ds) == (45, 5, 10)
     # already present: nothing is downloaded (this URL would fail)
     calls.clear()
-    again = fetch_cifar10(tmp_path / "data", url=f"{base}/missing", checksum=md5,
-                          progress=lambda done, total: calls.append((done, total)))
+    again = fetch_cifar10(
+        tmp_path / "data",
+        url=f"{base}/missing",
+        checksum=md5,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert again == target and calls == []
 
 
@@ -357,10 +399,21 @@ def test_fetch_http_error_is_an_os_error(tmp_path: Path, served: tuple[Path, str
 def test_data_fetch_command(tmp_path: Path, served: tuple[Path, str]) -> None:
     www, base = served
     md5 = _tiny_archive(www / "cifar.tar.gz", tmp_path)
-    command = [sys.executable, "-m", "search.cli", "data", "fetch", "cifar10",
-               "--data-dir", str(tmp_path / "data"), "--url", f"{base}/cifar.tar.gz"]
-    bad = subprocess.run([*command, "--checksum", "0" * 32], capture_output=True, text=True,
-                         timeout=60)
+    command = [
+        sys.executable,
+        "-m",
+        "search.cli",
+        "data",
+        "fetch",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--url",
+        f"{base}/cifar.tar.gz",
+    ]
+    bad = subprocess.run(
+        [*command, "--checksum", "0" * 32], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines()[-1].startswith("poolstride: error: ")
     assert "checksum" in bad.stderr or "expected" in bad.stderr

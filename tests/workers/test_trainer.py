@@ -19,8 +19,9 @@ def digits() -> Dataset:
 
 
 def _arch(*widths: int) -> ArchSpec:
-    return ArchSpec.from_dict({"stages": [
-        {"downsample": "max", "kernel": 3, "skip": "none", "width": w} for w in widths]})
+    return ArchSpec.from_dict(
+        {"stages": [{"downsample": "max", "kernel": 3, "skip": "none", "width": w} for w in widths]}
+    )
 
 
 def test_a_few_epochs_on_digits_learn(digits: Dataset) -> None:
@@ -60,8 +61,9 @@ def test_non_finite_loss_raises(digits: Dataset) -> None:
 
 
 def test_cpu_training_is_deterministic_per_seed(digits: Dataset) -> None:
-    runs = [train(_arch(4, 8), digits, TrainConfig(epochs=2, batch_size=64, seed=s))
-            for s in (7, 7, 8)]
+    runs = [
+        train(_arch(4, 8), digits, TrainConfig(epochs=2, batch_size=64, seed=s)) for s in (7, 7, 8)
+    ]
     assert runs[0].val_acc_per_epoch == runs[1].val_acc_per_epoch
     assert runs[0].train_loss_per_epoch == runs[1].train_loss_per_epoch
     assert runs[0].train_loss_per_epoch != runs[2].train_loss_per_epoch
@@ -73,12 +75,15 @@ def test_every_schedule_trains(digits: Dataset, schedule: str) -> None:
     assert result.epochs_done == 1 and math.isfinite(result.train_loss_per_epoch[0])
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"epochs": 0}, "epochs 0 must be a positive integer"),
-    ({"epochs": 1, "schedule": "step"}, "unknown schedule 'step'"),
-    ({"epochs": 1, "bf16": "yes"}, "bf16 must be"),
-    ({"epochs": 1, "label_smoothing": 1.0}, "label_smoothing"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 0}, "epochs 0 must be a positive integer"),
+        ({"epochs": 1, "schedule": "step"}, "unknown schedule 'step'"),
+        ({"epochs": 1, "bf16": "yes"}, "bf16 must be"),
+        ({"epochs": 1, "label_smoothing": 1.0}, "label_smoothing"),
+    ],
+)
 def test_bad_config_is_a_value_error(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)  # type: ignore[arg-type]
@@ -93,9 +98,15 @@ def test_augmentation_flips_and_translates_each_image() -> None:
     flips = set()
     for i in range(len(x)):
         # each output is its own image, maybe flipped, shifted by at most 2 pixels
-        matches = [(flip, dy, dx) for flip in (False, True) for dy in range(5) for dx in range(5)
-                   if torch.equal(out[i], (padded[i].flip(2) if flip else padded[i])
-                                  [:, dy:dy + 8, dx:dx + 8])]
+        matches = [
+            (flip, dy, dx)
+            for flip in (False, True)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(
+                out[i], (padded[i].flip(2) if flip else padded[i])[:, dy : dy + 8, dx : dx + 8]
+            )
+        ]
         assert matches, f"image {i} is not a flip/shift of its input"
         flips.add(matches[0][0])
     assert flips == {False, True}
