@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 
 from search.analysis import describe_effect, paired_effects, stage_analysis
 from search.cost import LayerCost, layer_costs
-from search.query import STAGE_KEYS, load_candidates, stage_columns
+from search.pareto import hypervolume, hypervolume_history, pareto_front
+from search.query import load_candidates, stage_columns
 from search.space import ArchSpec, StageSpec
 from search.store import (
-    FINAL_STATUSES,
     JobInfo,
     SchemaError,
     Store,
@@ -41,7 +41,7 @@ from search.store import (
     normalize_url,
     resolve_db_url,
 )
-from search.study import hypervolume, hypervolume_history, pareto_front
+from search.vocabulary import FINAL_STATUSES, STAGE_KEYS
 
 if TYPE_CHECKING:
     from sqlite3 import Connection as SQLiteConnection
@@ -210,7 +210,7 @@ def front_trials(
     url: str, job_id: int, version: str, objectives: tuple[str, ...]
 ) -> tuple[int, ...]:
     """Trial numbers of the Pareto front of the job's complete candidates, best first by the
-    first objective: :func:`search.study.pareto_front` over the same complete rows that
+    first objective: :func:`search.pareto.pareto_front` over the same complete rows that
     ``poolstride pareto`` (:func:`search.query.load_front`) reads."""
     front = pareto_front(points(url, job_id, version, objectives), objectives)
     return tuple(int(t) for t in front["trial"])
@@ -218,7 +218,7 @@ def front_trials(
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
 def hypervolume_of(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> float:
-    """The hypervolume of the job's front (:func:`search.study.hypervolume`), as
+    """The hypervolume of the job's front (:func:`search.pareto.hypervolume`), as
     ``poolstride pareto`` reports it."""
     return hypervolume(points(url, job_id, version, objectives), objectives)
 
@@ -236,7 +236,7 @@ def hypervolume_curve(
     url: str, job_id: int, version: str, objectives: tuple[str, ...]
 ) -> pd.DataFrame:
     """Hypervolume and front size after each complete trial
-    (:func:`search.study.hypervolume_history`)."""
+    (:func:`search.pareto.hypervolume_history`)."""
     return hypervolume_history(points(url, job_id, version, objectives), objectives)
 
 

@@ -1,7 +1,7 @@
 """The query commands: ``pareto``, ``trials``, ``analyze`` and ``export``.
 
 They attach themselves to :data:`search.cli.cli` when ``search.cli`` imports this module. The
-numbers come from :mod:`search.query`, :mod:`search.study` and :mod:`search.analysis`; this
+numbers come from :mod:`search.query`, :mod:`search.pareto` and :mod:`search.analysis`; this
 module only formats them. ``export`` is the one command that imports torch (and
 ``workers.model``), and only when it runs.
 """
@@ -22,6 +22,7 @@ from search.objectives import OBJECTIVES
 from search.query import load_candidates, load_front, output_columns, to_records
 from search.space import ArchSpec
 from search.store import JobInfo, Store, optuna_storage
+from search.vocabulary import STAGE_KEYS, TABLE_METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,7 +31,6 @@ __all__ = ["analyze", "export", "pareto", "trials"]
 
 FORMATS = ("table", "json", "csv")
 EXPORT_FORMATS = ("torchscript", "onnx", "state")
-_TABLE_METRICS = ("val_acc", "test_acc", "flops", "params", "latency_ms", "train_s")
 
 
 def _format_option(choices: tuple[str, ...] = FORMATS) -> Any:
@@ -50,7 +50,7 @@ def _table_columns(job: JobInfo, *, with_state: bool) -> list[str]:
         "trial",
         *(["state"] if with_state else []),
         *job.config.space.distributions(),
-        *_TABLE_METRICS,
+        *TABLE_METRICS,
     ]
 
 
@@ -378,12 +378,7 @@ def _input_stats(config: JobConfig) -> tuple[list[float] | None, list[float] | N
 
 def _arch_of(row: dict[str, Any], n_stages: int) -> ArchSpec:
     return ArchSpec.from_dict(
-        {
-            "stages": [
-                {k: row[f"s{i}.{k}"] for k in ("downsample", "kernel", "skip", "width", "depth")}
-                for i in range(1, n_stages + 1)
-            ]
-        }
+        {"stages": [{k: row[f"s{i}.{k}"] for k in STAGE_KEYS} for i in range(1, n_stages + 1)]}
     )
 
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.objectives import DEFAULT_OBJECTIVES
-from search.space import DOWNSAMPLES, KERNELS, SKIPS
-from search.study import pareto_front
+from search.pareto import pareto_front
+from search.vocabulary import DOWNSAMPLES, KERNELS, SKIPS, STAGE_KEYS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,7 +96,7 @@ def stage_analysis(
     interval, share of the Pareto front, mean FLOPs and params.
 
     Only rows with ``metric`` and every objective present count (complete candidates). The
-    front is :func:`search.study.pareto_front` of those rows over ``objectives``;
+    front is :func:`search.pareto.pareto_front` of those rows over ``objectives``;
     ``front_share`` is the fraction of front members that have the value (the shares of one
     stage's choice add up to 1). Only values some candidate has get a row.
 
@@ -189,12 +189,7 @@ def paired_effects(
 
     used = _usable(df, [metric, "flops", "params"])
     stages = _stages(df)
-    all_params = [
-        f"s{i}.{k}"
-        for i in stages
-        for k in ("downsample", "kernel", "skip", "width", "depth")
-        if f"s{i}.{k}" in used.columns
-    ]
+    all_params = [f"s{i}.{k}" for i in stages for k in STAGE_KEYS if f"s{i}.{k}" in used.columns]
     # integer codes per parameter: grouping on one int key is far cheaper than on 15 objects.
     # A missing stage (NaN) gets a code of its own: the -1 sentinel would make _combined's
     # mixed radix confuse it with another value

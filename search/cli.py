@@ -43,6 +43,7 @@ from search.store import (
     resolve_db_url,
     upgrade,
 )
+from search.vocabulary import TABLE_METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -698,13 +699,10 @@ def run(
             click.echo(
                 f"Pareto front ({', '.join(config.objectives)}), {_count(len(front), 'candidate')}:"
             )
-            keys = ["trial", *config.space.distributions(), *_METRICS]
+            keys = ["trial", *config.space.distributions(), *TABLE_METRICS]
             print_table(keys, [[_fmt(row.get(k)) for k in keys] for row in front])
     if job.status != "succeeded":
         sys.exit(EXIT_FAILURE)
-
-
-_METRICS = ("val_acc", "test_acc", "flops", "params", "latency_ms", "train_s")
 
 
 def pareto_rows(store: Store, job: JobInfo) -> list[dict[str, Any]]:

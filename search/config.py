@@ -22,6 +22,7 @@ __all__ = ["SAMPLERS", "JobConfig"]
 
 SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "grid")
 
+# the per-stage keys a space lists values of for all stages at once (widths has its own key)
 _SPACE_KEYS = ("downsample", "kernel", "skip", "depth")
 
 

@@ -6,9 +6,11 @@ CLI can validate a search before anything is trained.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetInfo", "dataset_info"]
+__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetFacts", "DatasetInfo", "dataset_info"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,45 @@ def dataset_info(name: str) -> DatasetInfo:
         raise ValueError(
             f"unknown dataset {name!r} (expected one of {', '.join(DATASETS)})"
         ) from None
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a worker learnt about a job's dataset when it first loaded it.
+
+    Stored on the job (``ps_jobs.dataset_facts``), so export and the dashboard read the class
+    count, input shape and normalisation without reloading the data or inferring the class count
+    from parameter counts.
+
+    Example:
+        >>> facts = DatasetFacts(10, (1, 8, 8), (0.3,), (0.2,))
+        >>> DatasetFacts.from_dict(facts.to_dict()) == facts
+        True
+    """
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready values."""
+        return {
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetFacts:
+        """Rebuild from :meth:`to_dict`'s form."""
+        shape = tuple(int(v) for v in data["input_shape"])
+        if len(shape) != 3:
+            raise ValueError(f"input_shape {shape} is not (C, H, W)")
+        return cls(
+            int(data["num_classes"]),
+            (shape[0], shape[1], shape[2]),
+            tuple(float(v) for v in data["mean"]),
+            tuple(float(v) for v in data["std"]),
+        )

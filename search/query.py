@@ -29,17 +29,15 @@ import numpy as np
 from sqlalchemy import ColumnElement, Connection, Executable, and_, exists, select
 from sqlalchemy.orm import aliased
 
-from search.space import DOWNSAMPLES, SKIPS
-from search.store import CANDIDATE_STATES, Candidate, Stage, Store
+from search.store import Candidate, Stage, Store
+from search.vocabulary import CANDIDATE_STATES, DOWNSAMPLES, METRICS, SKIPS, STAGE_KEYS
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
     "CANDIDATE_KEYS",
-    "METRIC_COLUMNS",
     "OPERATORS",
-    "STAGE_KEYS",
     "Condition",
     "Front",
     "load_candidates",
@@ -54,7 +52,6 @@ __all__ = [
 Operator = Literal["=", "!=", "<", "<=", ">", ">="]
 OPERATORS: tuple[Operator, ...] = ("=", "!=", "<", "<=", ">", ">=")
 
-STAGE_KEYS: tuple[str, ...] = ("downsample", "kernel", "skip", "width", "depth")
 
 # filter/sort key -> ps_candidates column
 CANDIDATE_KEYS: dict[str, str] = {
@@ -70,18 +67,6 @@ CANDIDATE_KEYS: dict[str, str] = {
     "train_s": "train_s",
     "epochs_done": "epochs_done",
 }
-
-# the metric and cost columns of every row, in output order
-METRIC_COLUMNS: tuple[str, ...] = (
-    "val_acc",
-    "test_acc",
-    "flops",
-    "params",
-    "latency_ms",
-    "train_s",
-    "activation_bytes",
-    "receptive_field",
-)
 
 # words allowed for the non-numeric keys; everything else is numeric
 _WORDS: dict[str, tuple[str, ...]] = {
@@ -182,7 +167,7 @@ def output_columns(n_stages: int) -> list[str]:
         >>> output_columns(1)[:3]
         ['trial', 'state', 's1.downsample']
     """
-    return ["trial", "state", *stage_columns(n_stages), *METRIC_COLUMNS]
+    return ["trial", "state", *stage_columns(n_stages), *METRICS]
 
 
 def load_candidates(
@@ -277,8 +262,8 @@ class Front:
     Attributes:
         objectives: The objectives the front is over.
         rows: The front members as :func:`load_candidates` rows, best first by the first
-            objective (:func:`search.study.pareto_front`).
-        hypervolume: :func:`search.study.hypervolume` of all complete candidates.
+            objective (:func:`search.pareto.pareto_front`).
+        hypervolume: :func:`search.pareto.hypervolume` of all complete candidates.
         complete: How many complete candidates the front was chosen from.
     """
 
@@ -301,7 +286,7 @@ def load_front(store: Store, job_id: int, objectives: Sequence[str] | None = Non
         (6, 0.912)
     """
     from search.objectives import validate_objectives
-    from search.study import hypervolume, pareto_front
+    from search.pareto import hypervolume, pareto_front
 
     names = validate_objectives(objectives or store.get_job(job_id).config.objectives)
     narrow = load_candidates(store, job_id, where=["state=complete"], columns=list(names))

@@ -22,6 +22,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from search.vocabulary import (
+    DOWNSAMPLES,
+    KERNELS,
+    SKIPS,
+    STAGE_CHOICES,
+    STAGE_KEYS,
+    Downsample,
+    Skip,
+)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -43,15 +53,11 @@ __all__ = [
     "stage_sizes",
 ]
 
-DOWNSAMPLES: tuple[str, ...] = ("max", "avg", "strided", "conv")
-KERNELS: tuple[int, ...] = (3, 5, 7)
-SKIPS: tuple[str, ...] = ("none", "proj", "pool")
 DEFAULT_INPUT: tuple[int, int, int] = (1, 28, 28)
 DEFAULT_STAGES = 3
 DEFAULT_DEPTH = 1
 _BASE_WIDTH = 32
 
-_STAGE_KEYS = ("downsample", "kernel", "skip", "width", "depth")
 _CONFIG_KEYS = ("stages", "input", "widths", "depth", "downsample", "kernel", "skip", "overrides")
 
 
@@ -149,21 +155,21 @@ def _check_choice(stage: int, key: str, value: object) -> None:
         if not _is_int(value) or value < 1:  # type: ignore[operator]
             raise ValueError(f"{where}: {key} {value!r} must be a positive integer")
     else:
-        raise ValueError(f"{where}: unknown key {key!r} (expected one of {', '.join(_STAGE_KEYS)})")
+        raise ValueError(f"{where}: unknown key {key!r} (expected one of {', '.join(STAGE_KEYS)})")
 
 
 @dataclass(frozen=True)
 class StageSpec:
     """One stage of an architecture: its convs, how it downsamples and its shortcut."""
 
-    downsample: str
+    downsample: Downsample
     kernel: int
-    skip: str
+    skip: Skip
     width: int
     depth: int = DEFAULT_DEPTH
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _STAGE_KEYS}
+        return {k: getattr(self, k) for k in STAGE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,7 @@ class ArchSpec:
         if not self.stages:
             raise ValueError("an architecture needs at least one stage")
         for i, stage in enumerate(self.stages, 1):
-            for key in _STAGE_KEYS:
+            for key in STAGE_KEYS:
                 _check_choice(i, key, getattr(stage, key))
 
     @classmethod
@@ -198,24 +204,20 @@ class ArchSpec:
         for i, item in enumerate(raw, 1):
             if not isinstance(item, Mapping):
                 raise ValueError(f"stage {i}: expected an object, got {item!r}")
-            unknown = set(item) - set(_STAGE_KEYS)
+            unknown = set(item) - set(STAGE_KEYS)
             if unknown:
                 raise ValueError(
                     f"stage {i}: unknown key {sorted(unknown)[0]!r} "
-                    f"(expected {', '.join(_STAGE_KEYS)})"
+                    f"(expected {', '.join(STAGE_KEYS)})"
                 )
-            for key in ("downsample", "kernel", "skip"):
+            for key in STAGE_CHOICES:
                 if key not in item:
                     raise ValueError(f"stage {i}: missing {key!r}")
             fixed = defaults.stages[i - 1] if defaults and i <= len(defaults.stages) else None
             width = item.get("width", fixed.width[0] if fixed else default_width(i))
             depth = item.get("depth", fixed.depth[0] if fixed else DEFAULT_DEPTH)
-            for key, value in (
-                *((k, item[k]) for k in ("downsample", "kernel", "skip")),
-                ("width", width),
-                ("depth", depth),
-            ):
-                _check_choice(i, key, value)
+            for name in STAGE_KEYS:
+                _check_choice(i, name, {"width": width, "depth": depth}.get(name, item.get(name)))
             stages.append(StageSpec(item["downsample"], item["kernel"], item["skip"], width, depth))
         return cls(tuple(stages))
 
@@ -240,7 +242,7 @@ class ArchSpec:
     def params(self) -> dict[str, Any]:
         """The flat parameter form: ``{"s1.downsample": "max", "s1.kernel": 3, ...}``."""
         return {
-            f"s{i}.{k}": getattr(s, k) for i, s in enumerate(self.stages, 1) for k in _STAGE_KEYS
+            f"s{i}.{k}": getattr(s, k) for i, s in enumerate(self.stages, 1) for k in STAGE_KEYS
         }
 
     def check_fits(self, input_shape: Sequence[int]) -> None:
@@ -252,17 +254,17 @@ class ArchSpec:
 class StageChoices:
     """The allowed values of each choice at one stage; a single value means fixed."""
 
-    downsample: tuple[str, ...] = DOWNSAMPLES
+    downsample: tuple[Downsample, ...] = DOWNSAMPLES
     kernel: tuple[int, ...] = KERNELS
-    skip: tuple[str, ...] = SKIPS
+    skip: tuple[Skip, ...] = SKIPS
     width: tuple[int, ...] = (_BASE_WIDTH,)
     depth: tuple[int, ...] = (DEFAULT_DEPTH,)
 
     def size(self) -> int:
-        return math.prod(len(getattr(self, k)) for k in _STAGE_KEYS)
+        return math.prod(len(getattr(self, k)) for k in STAGE_KEYS)
 
     def to_dict(self) -> dict[str, list[Any]]:
-        return {k: list(getattr(self, k)) for k in _STAGE_KEYS}
+        return {k: list(getattr(self, k)) for k in STAGE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ class SpaceConfig:
         if not self.stages:
             raise ValueError("stages must be at least 1")
         for i, st in enumerate(self.stages, 1):
-            for key in _STAGE_KEYS:
+            for key in STAGE_KEYS:
                 values = getattr(st, key)
                 if not values:
                     raise ValueError(f"stage {i}: no allowed {key} values")
@@ -329,9 +331,9 @@ class SpaceConfig:
             raise ValueError('overrides must map keys like "s2.kernel" to lists of values')
         for key, value in overrides.items():
             m = re.fullmatch(r"s(\d+)\.(\w+)", key)
-            if not m or m.group(2) not in _STAGE_KEYS:
+            if not m or m.group(2) not in STAGE_KEYS:
                 raise ValueError(
-                    f"override key {key!r} is not sN.KEY with KEY one of {', '.join(_STAGE_KEYS)}"
+                    f"override key {key!r} is not sN.KEY with KEY one of {', '.join(STAGE_KEYS)}"
                 )
             idx = int(m.group(1))
             if not 1 <= idx <= n:
@@ -368,9 +370,9 @@ class SpaceConfig:
         """
         out: dict[str, list[Any]] = {}
         for i, st in enumerate(self.stages, 1):
-            for key in _STAGE_KEYS:
+            for key in STAGE_KEYS:
                 values = list(getattr(st, key))
-                if key in ("downsample", "kernel", "skip") or len(values) > 1:
+                if key in STAGE_CHOICES or len(values) > 1:
                     out[f"s{i}.{key}"] = values
         return out
 
@@ -387,7 +389,7 @@ class SpaceConfig:
         stages = []
         for i, st in enumerate(self.stages, 1):
             values = {}
-            for key in _STAGE_KEYS:
+            for key in STAGE_KEYS:
                 name = f"s{i}.{key}"
                 if name in params:
                     values[key] = params[name]
@@ -403,7 +405,7 @@ class SpaceConfig:
         return len(arch.stages) == len(self.stages) and all(
             getattr(s, k) in getattr(c, k)
             for s, c in zip(arch.stages, self.stages, strict=True)
-            for k in _STAGE_KEYS
+            for k in STAGE_KEYS
         )
 
     def __iter__(self) -> Iterator[ArchSpec]:
@@ -411,7 +413,7 @@ class SpaceConfig:
         per_stage = [
             [
                 StageSpec(*combo)
-                for combo in itertools.product(*(getattr(st, k) for k in _STAGE_KEYS))
+                for combo in itertools.product(*(getattr(st, k) for k in STAGE_KEYS))
             ]
             for st in self.stages
         ]

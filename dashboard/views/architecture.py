@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import _data
 from dashboard._ui import fmt_int, pick_job
-from search.query import METRIC_COLUMNS
+from search.vocabulary import METRICS
 
 url = _data.database_url()
 st.title("Architecture")
@@ -112,7 +112,7 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
     """One row per stage choice and metric: both candidates' values and whether they differ."""
     pa, pb = _data.arch_of(a).params(), _data.arch_of(b).params()
     rows = [{"key": k, "A": pa.get(k), "B": pb.get(k)} for k in dict.fromkeys([*pa, *pb])]
-    rows += [{"key": k, "A": a[k], "B": b[k]} for k in ("state", *METRIC_COLUMNS)]
+    rows += [{"key": k, "A": a[k], "B": b[k]} for k in ("state", *METRICS)]
     diff = pd.DataFrame.from_records(rows)
     diff["differs"] = [str(x) != str(y) for x, y in zip(diff["A"], diff["B"], strict=True)]
     return diff.astype({"A": str, "B": str})

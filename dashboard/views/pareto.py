@@ -15,7 +15,8 @@ from streamlit.delta_generator import DeltaGenerator
 from dashboard import _data
 from dashboard._ui import pick_job
 from search.objectives import OBJECTIVES, direction
-from search.query import METRIC_COLUMNS, stage_columns
+from search.query import stage_columns
+from search.vocabulary import METRICS
 
 # Points drawn with their full rows (architecture in the hover, colour by a stage choice). Kept
 # at 5,000 because load_candidates reads that many rows' stages by id, beyond by the whole job.
@@ -199,9 +200,9 @@ with right:
         "hypervolume",
         f"{_data.hypervolume_of(url, job.id, version, pair):.4f}",
         help="Measure of what the front dominates, up to accuracy 0 and 1.1 × the "
-        "largest cost, in normalised units (search.study's reference rule).",
+        "largest cost, in normalised units (search.pareto's reference rule).",
     )
     st.metric("front size", len(front))
 
 st.subheader("Front")
-st.dataframe(front[["trial", *stage_cols, *METRIC_COLUMNS]], hide_index=True, width="stretch")
+st.dataframe(front[["trial", *stage_cols, *METRICS]], hide_index=True, width="stretch")

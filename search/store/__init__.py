@@ -40,8 +40,6 @@ from search.store._errors import (
     StoreError,
 )
 from search.store._models import (
-    CANDIDATE_STATES,
-    JOB_STATUSES,
     TABLE_PREFIX,
     Base,
     Candidate,
@@ -59,8 +57,9 @@ from search.store._schema import (
     include_name,
     upgrade,
 )
-from search.store._store import FINAL_STATUSES, Store, new_worker_id
+from search.store._store import Store, new_worker_id
 from search.store._types import CandidateInfo, Heartbeat, JobInfo, WorkerInfo
+from search.vocabulary import CANDIDATE_STATES, FINAL_STATUSES, JOB_STATUSES
 
 __all__ = [
     "BUSY_TIMEOUT_S",

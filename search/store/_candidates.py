@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from search.cost import Cost
 from search.space import ArchSpec
 from search.store._engine import db_now
-from search.store._models import CANDIDATE_STATES, Candidate, Epoch, Stage
+from search.store._models import Candidate, Epoch, Stage
 from search.store._types import CandidateInfo
+from search.vocabulary import CANDIDATE_STATES, FINAL_CANDIDATE_STATES, STAGE_KEYS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,9 +38,6 @@ __all__ = [
     "start_candidate",
     "trials_done",
 ]
-
-_STAGE_KEYS = ("downsample", "kernel", "skip", "width", "depth")
-_FINAL_STATES = tuple(s for s in CANDIDATE_STATES if s != "running")
 
 
 def start_candidate(
@@ -101,7 +99,7 @@ def start_candidate(
         s.execute(delete(Epoch).where(Epoch.candidate_id == candidate_id))
         s.execute(delete(Stage).where(Stage.candidate_id == candidate_id))
         s.add_all(
-            Stage(candidate_id=candidate_id, stage=i, **{k: getattr(st, k) for k in _STAGE_KEYS})
+            Stage(candidate_id=candidate_id, stage=i, **{k: getattr(st, k) for k in STAGE_KEYS})
             for i, st in enumerate(arch.stages, 1)
         )
         return candidate_id
@@ -168,8 +166,8 @@ def finish_candidate(
         >>> finish_candidate(store, candidate_id=cid, state="complete", val_acc=0.93,
         ...                  test_acc=0.92, train_s=3.1, device="cuda:0")  # doctest: +SKIP
     """
-    if state not in _FINAL_STATES:
-        raise ValueError(f"state {state!r} is not one of {', '.join(_FINAL_STATES)}")
+    if state not in FINAL_CANDIDATE_STATES:
+        raise ValueError(f"state {state!r} is not one of {', '.join(FINAL_CANDIDATE_STATES)}")
     with _scope(target) as s:
         candidate = _candidate(s, candidate_id)
         candidate.state, candidate.error = state, error
@@ -263,11 +261,11 @@ def candidates_frame(store: Store, job_id: int, *, state: str | None = None) -> 
     flat: dict[int, dict[str, Any]] = {}
     for st in stages:
         flat.setdefault(st.candidate_id, {}).update(
-            {f"s{st.stage}.{k}": getattr(st, k) for k in _STAGE_KEYS}
+            {f"s{st.stage}.{k}": getattr(st, k) for k in STAGE_KEYS}
         )
     columns = [c.name for c in Candidate.__table__.columns]
     n_stages = max((int(k[1 : k.index(".")]) for d in flat.values() for k in d), default=0)
-    stage_columns = [f"s{i}.{k}" for i in range(1, n_stages + 1) for k in _STAGE_KEYS]
+    stage_columns = [f"s{i}.{k}" for i in range(1, n_stages + 1) for k in STAGE_KEYS]
     records = [{**row, **flat.get(row["id"], {})} for row in rows]
     return pd.DataFrame.from_records(records, columns=columns + stage_columns)
 

@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from search.vocabulary import CANDIDATE_STATES, JOB_STATUSES
+
 __all__ = [
     "CANDIDATE_STATES",
     "JOB_STATUSES",
@@ -40,8 +42,6 @@ __all__ = [
 ]
 
 TABLE_PREFIX = "ps_"
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
-CANDIDATE_STATES: tuple[str, ...] = ("running", "complete", "pruned", "failed")
 
 _NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -30,10 +30,9 @@ from search.store._errors import JobNotFoundError, JobStateError, LeaseLostError
 from search.store._models import JOB_STATUSES, Candidate, Job, Worker
 from search.store._schema import UPGRADE_HINT, check_schema, upgrade
 from search.store._types import Heartbeat, JobInfo, WorkerInfo
+from search.vocabulary import FINAL_STATUSES
 
-__all__ = ["FINAL_STATUSES", "Store", "new_worker_id"]
-
-FINAL_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+__all__ = ["Store", "new_worker_id"]
 
 
 def new_worker_id() -> str:

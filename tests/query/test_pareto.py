@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from _known import frame_rows
 
-from search.study import hypervolume, hypervolume_history, pareto_front, pareto_mask
+from search.pareto import hypervolume, hypervolume_history, pareto_front, pareto_mask
 
 OBJ = ["val_acc", "flops"]
 

@@ -1,0 +1,71 @@
+"""poolstride's words, each defined once: stage choices and keys, states and metrics.
+
+The ``Literal`` types are what the code is typed with; the tuples beside them (derived from the
+types, so the two cannot drift apart) are what validation, the CLI help, the database's CHECK
+constraints and the dashboard iterate over. The registries of datasets
+(:data:`search.datasets.DATASETS`), objectives (:data:`search.objectives.OBJECTIVES`) and
+samplers (:data:`search.study.SAMPLERS`) live beside the code they describe.
+
+Example:
+    >>> DOWNSAMPLES, FINAL_STATUSES
+    (('max', 'avg', 'strided', 'conv'), ('succeeded', 'failed', 'cancelled'))
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+__all__ = [
+    "CANDIDATE_STATES",
+    "DOWNSAMPLES",
+    "FINAL_CANDIDATE_STATES",
+    "FINAL_STATUSES",
+    "JOB_STATUSES",
+    "KERNELS",
+    "METRICS",
+    "SKIPS",
+    "STAGE_CHOICES",
+    "STAGE_KEYS",
+    "TABLE_METRICS",
+    "CandidateState",
+    "Downsample",
+    "FinalStatus",
+    "JobStatus",
+    "Metric",
+    "Skip",
+    "StageChoice",
+    "StageKey",
+]
+
+Downsample = Literal["max", "avg", "strided", "conv"]
+Skip = Literal["none", "proj", "pool"]
+# the searched choices of a stage, and every key of a stage (width and depth may be fixed)
+StageChoice = Literal["downsample", "kernel", "skip"]
+StageKey = Literal["downsample", "kernel", "skip", "width", "depth"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FinalStatus = Literal["succeeded", "failed", "cancelled"]
+CandidateState = Literal["running", "complete", "pruned", "failed"]
+# the measured and computed numbers of a candidate, in output order
+Metric = Literal[
+    "val_acc",
+    "test_acc",
+    "flops",
+    "params",
+    "latency_ms",
+    "train_s",
+    "activation_bytes",
+    "receptive_field",
+]
+
+DOWNSAMPLES: tuple[Downsample, ...] = get_args(Downsample)
+SKIPS: tuple[Skip, ...] = get_args(Skip)
+KERNELS: tuple[int, ...] = (3, 5, 7)  # the default kernel choices; any odd size is accepted
+STAGE_CHOICES: tuple[StageChoice, ...] = get_args(StageChoice)
+STAGE_KEYS: tuple[StageKey, ...] = get_args(StageKey)
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+FINAL_STATUSES: tuple[FinalStatus, ...] = get_args(FinalStatus)
+CANDIDATE_STATES: tuple[CandidateState, ...] = get_args(CandidateState)
+FINAL_CANDIDATE_STATES: tuple[CandidateState, ...] = ("complete", "pruned", "failed")
+METRICS: tuple[Metric, ...] = get_args(Metric)
+# the metrics a table of candidates shows (the last two are costs that rarely decide)
+TABLE_METRICS: tuple[Metric, ...] = METRICS[:6]
