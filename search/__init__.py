@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search.config import SAMPLERS, JobConfig
+from search.config import JobConfig
 from search.cost import Cost, LayerCost, arch_cost, layer_costs
 from search.datasets import DATASETS, DatasetInfo, dataset_info
 from search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, direction, validate_objectives
@@ -17,6 +17,7 @@ from search.space import (
     max_stages,
     parse_input_shape,
 )
+from search.study import SAMPLERS
 
 __all__ = [
     "DATASETS",

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from search.artifacts import KEEP_WEIGHTS
-from search.config import SAMPLERS, JobConfig
+from search.config import JobConfig
 from search.cost import arch_cost
 from search.datasets import DATASETS
 from search.objectives import OBJECTIVES
@@ -43,6 +43,7 @@ from search.store import (
     resolve_db_url,
     upgrade,
 )
+from search.study import SAMPLERS
 from search.vocabulary import TABLE_METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])

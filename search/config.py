@@ -17,10 +17,9 @@ from search.artifacts import KEEP_WEIGHTS
 from search.datasets import DEFAULT_DATASET, dataset_info
 from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
 from search.space import SpaceConfig, parse_input_shape
+from search.study import SAMPLERS
 
-__all__ = ["SAMPLERS", "JobConfig"]
-
-SAMPLERS: tuple[str, ...] = ("nsga2", "tpe", "random", "grid")
+__all__ = ["JobConfig"]
 
 # the per-stage keys a space lists values of for all stages at once (widths has its own key)
 _SPACE_KEYS = ("downsample", "kernel", "skip", "depth")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Executable, and_, exists, select
+from sqlalchemy import ColumnElement, Connection, Executable, and_, exists, func, select
 from sqlalchemy.orm import aliased
 
 from search.store import Candidate, Stage, Store
@@ -40,6 +40,7 @@ __all__ = [
     "OPERATORS",
     "Condition",
     "Front",
+    "count_candidates",
     "load_candidates",
     "load_front",
     "output_columns",
@@ -271,6 +272,27 @@ class Front:
     rows: pd.DataFrame
     hypervolume: float
     complete: int
+
+
+def count_candidates(store: Store, job_id: int, *, where: Iterable[str | Condition] = ()) -> int:
+    """How many of the job's candidates match ``where`` (:func:`load_candidates`'s filters),
+    counted in the database with ``COUNT(*)``.
+
+    Example:
+        >>> count_candidates(store, 1, where=["s2.downsample=max"])  # doctest: +SKIP
+        4
+    """
+    n_stages = len(store.get_job(job_id).config.space.stages)
+    conditions = [c if isinstance(c, Condition) else parse_where(c) for c in where]
+    for c in conditions:
+        _check_stage(c.stage, n_stages, c.key)
+    query = (
+        select(func.count())
+        .select_from(Candidate)
+        .where(Candidate.job_id == job_id, *(_clause(c) for c in conditions))
+    )
+    with store.session() as s:
+        return int(s.scalar(query) or 0)
 
 
 def load_front(store: Store, job_id: int, objectives: Sequence[str] | None = None) -> Front:

@@ -18,8 +18,8 @@ from types import FrameType
 from typing import Any
 
 from search.artifacts import artifact_dir
-from search.store import JobInfo, LeaseLostError, Store, new_worker_id, optuna_storage
-from workers.runner import JobOutcome, StopRequest, ray_session, retrying, run_job
+from search.store import JobInfo, LeaseLostError, Store, new_worker_id, optuna_storage, retrying
+from workers.runner import JobOutcome, StopRequest, ray_session, run_job
 
 __all__ = ["Worker"]
 

@@ -37,21 +37,19 @@ from typing import Any, TypeVar
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import exc as sa_exc
 
 from search.config import JobConfig
 from search.cost import Cost, arch_cost
 from search.objectives import direction
 from search.space import ArchSpec, max_stages
-from search.store import Store, list_candidates
+from search.store import Store, db_errors, list_candidates, retrying
+from search.study import make_sampler
 
 __all__ = [
     "JobOutcome",
     "StopRequest",
     "StudySearcher",
-    "make_sampler",
     "ray_session",
-    "retrying",
     "run_job",
 ]
 
@@ -118,29 +116,6 @@ class _Live:
     arch: ArchSpec
     epochs_seen: int = 0
     last: dict[str, Any] = field(default_factory=dict)
-
-
-def make_sampler(
-    name: str,
-    *,
-    seed: int,
-    space_grid: dict[str, list[Any]],
-) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler called ``name`` (``nsga2``, ``tpe``, ``random`` or ``grid``).
-
-    Example:
-        >>> type(make_sampler("tpe", seed=0, space_grid={})).__name__
-        'TPESampler'
-    """
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler(space_grid, seed=seed)
-    raise ValueError(f"unknown sampler {name!r} (expected nsga2, tpe, random or grid)")
 
 
 def _objective_values(
@@ -254,7 +229,7 @@ class StudySearcher(Searcher):
     def _ask(self) -> optuna.Trial:
         try:
             return self.study.ask()
-        except DB_ERRORS as exc:
+        except db_errors() as exc:
             # ask may have created the trial and lost the connection while sampling it
             log.warning("database unreachable while asking (%s)", str(exc).splitlines()[0])
             return retrying(self._adopt_or_ask)
@@ -409,30 +384,6 @@ class StudySearcher(Searcher):
         """Handle trials Tune never reported back (it stopped without telling)."""
         for trial_id in list(self.live):
             self._interrupted(self.live.pop(trial_id))
-
-
-RETRY_S = 120.0
-DB_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, optuna.exceptions.StorageInternalError)
-
-
-def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``, retrying for up to :data:`RETRY_S` while the database is unreachable.
-
-    A restarted database server or a dropped connection must not lose a finished trial; the
-    writes are idempotent (upserts, ``skip_if_finished``), so a retry counts nothing twice.
-    """
-    delay, deadline = 0.5, time.monotonic() + RETRY_S
-    while True:
-        try:
-            return fn(*args, **kwargs)
-        except DB_ERRORS as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning(
-                "database unreachable (%s); retrying in %.1f s", str(exc).splitlines()[0], delay
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def _assign_generation(study: optuna.Study, trial: optuna.trial.Trial) -> None:

@@ -48,6 +48,7 @@ from search.store._models import (
     Stage,
     Worker,
 )
+from search.store._retry import RETRY_S, db_errors, retrying
 from search.store._schema import (
     VERSION_TABLE,
     check_schema,
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_DB_URL",
     "FINAL_STATUSES",
     "JOB_STATUSES",
+    "RETRY_S",
     "TABLE_PREFIX",
     "VERSION_TABLE",
     "Base",
@@ -89,6 +91,7 @@ __all__ = [
     "candidates_frame",
     "check_schema",
     "current_revision",
+    "db_errors",
     "display_url",
     "downgrade",
     "epochs_frame",
@@ -103,6 +106,7 @@ __all__ = [
     "optuna_storage",
     "record_epoch",
     "resolve_db_url",
+    "retrying",
     "start_candidate",
     "trials_done",
     "upgrade",

@@ -8,7 +8,7 @@ own) or a :class:`Session` (it joins the caller's transaction).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -270,8 +270,13 @@ def candidates_frame(store: Store, job_id: int, *, state: str | None = None) -> 
     return pd.DataFrame.from_records(records, columns=columns + stage_columns)
 
 
-def epochs_frame(store: Store, job_id: int) -> pd.DataFrame:
-    """Every learning-curve point of the job: trial number, epoch, val_acc, loss, seconds.
+def epochs_frame(
+    store: Store, job_id: int, *, trials: Collection[int] | None = None
+) -> pd.DataFrame:
+    """The job's learning-curve points: trial number, epoch, val_acc, loss, seconds.
+
+    ``trials`` reads only those trial numbers' curves (a page that draws five curves reads
+    five).
 
     Example:
         >>> epochs_frame(store, 1).pivot(index="epoch", columns="trial_number",
@@ -290,6 +295,8 @@ def epochs_frame(store: Store, job_id: int) -> pd.DataFrame:
         .where(Candidate.job_id == job_id)
         .order_by(Candidate.trial_number, Epoch.epoch)
     )
+    if trials is not None:
+        query = query.where(Candidate.trial_number.in_(sorted({int(t) for t in trials})))
     import pandas as pd
 
     with store.session() as s:

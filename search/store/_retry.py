@@ -1,0 +1,56 @@
+"""The retry policy for a dropped database connection: one place, for every writer.
+
+A restarted database server or a failover must not lose a finished trial or crash a worker: the
+writes poolstride makes are idempotent (upserts, ``skip_if_finished``, re-reads before a
+change), so calling one again after a lost connection counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import exc as sa_exc
+
+__all__ = ["RETRY_S", "db_errors", "retrying"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_S = 120.0
+
+
+@functools.cache
+def db_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the database is unreachable right now".
+
+    SQLAlchemy's connection-level errors, and Optuna's wrapper of them (imported on first use,
+    so that importing the store does not import Optuna).
+    """
+    from optuna.exceptions import StorageInternalError
+
+    return (sa_exc.OperationalError, sa_exc.InterfaceError, StorageInternalError)
+
+
+def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``, retrying for up to :data:`RETRY_S` while the database is unreachable.
+
+    Example:
+        >>> retrying(int, "3")
+        3
+    """
+    delay, deadline = 0.5, time.monotonic() + RETRY_S
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except db_errors() as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning(
+                "database unreachable (%s); retrying in %.1f s", str(exc).splitlines()[0], delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
