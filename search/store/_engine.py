@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, func, select
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_DB_URL",
     "display_url",
     "make_engine",
+    "missing_sqlite_file",
     "normalize_url",
     "optuna_storage",
     "resolve_db_url",
@@ -102,6 +104,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether ``url`` names a SQLite file that does not exist yet or is empty.
+
+    Connecting to such a URL would create the file, so readers refuse it first (a mistyped
+    path must not leave an empty database behind) and ``submit`` creates the schema in it.
+
+    Example:
+        >>> missing_sqlite_file("sqlite:////no/such/dir/x.db"), missing_sqlite_file("sqlite://")
+        (True, False)
+    """
+    parsed = _parse(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    path = Path(database)
+    return not path.exists() or path.stat().st_size == 0
 
 
 def write_engine(engine: Engine) -> Engine:

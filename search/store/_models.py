@@ -30,8 +30,6 @@ from sqlalchemy.types import TypeDecorator
 from search.vocabulary import CANDIDATE_STATES, JOB_STATUSES
 
 __all__ = [
-    "CANDIDATE_STATES",
-    "JOB_STATUSES",
     "TABLE_PREFIX",
     "Base",
     "Candidate",

@@ -15,22 +15,27 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, and_, func, inspect, or_, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from search.config import JobConfig
 from search.cost import Cost
 from search.space import ArchSpec
 from search.store import _candidates
-from search.store._engine import db_now, display_url, make_engine, normalize_url, write_engine
+from search.store._engine import (
+    db_now,
+    display_url,
+    make_engine,
+    missing_sqlite_file,
+    normalize_url,
+    write_engine,
+)
 from search.store._errors import JobNotFoundError, JobStateError, LeaseLostError, SchemaError
-from search.store._models import JOB_STATUSES, Candidate, Job, Worker
+from search.store._models import Candidate, Job, Worker
 from search.store._schema import UPGRADE_HINT, check_schema, upgrade
 from search.store._types import Heartbeat, JobInfo, WorkerInfo
-from search.vocabulary import FINAL_STATUSES
+from search.vocabulary import FINAL_STATUSES, JOB_STATUSES
 
 __all__ = ["Store", "new_worker_id"]
 
@@ -72,7 +77,7 @@ class Store:
             check: Verify the schema revision (:class:`SchemaError` if out of date).
         """
         url = normalize_url(url)
-        if _is_new_sqlite_file(url):
+        if missing_sqlite_file(url):
             if create:
                 upgrade(url)
             elif check:  # do not leave an empty file behind a read
@@ -460,15 +465,6 @@ class Store:
                 )
                 for w in rows
             ]
-
-
-def _is_new_sqlite_file(url: str) -> bool:
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return False
-    path = Path(database)
-    return not path.exists() or path.stat().st_size == 0
 
 
 def _lease(seconds: float) -> timedelta:

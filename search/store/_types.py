@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from search.config import JobConfig
+from search.datasets import DatasetFacts
 
 __all__ = ["CandidateInfo", "Heartbeat", "JobInfo", "WorkerInfo"]
 
@@ -41,15 +42,18 @@ class JobInfo:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    dataset: DatasetFacts | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: datetimes as ISO 8601 (UTC), ``config`` as :meth:`JobConfig.to_dict`."""
+        """JSON-ready: datetimes as ISO 8601 (UTC), ``config`` as :meth:`JobConfig.to_dict`,
+        ``dataset`` as :meth:`DatasetFacts.to_dict` (``None`` until a worker loaded it)."""
         out = {
             ("study" if k == "study_name" else k): _jsonable(v)
             for k, v in vars(self).items()
-            if k != "config"
+            if k not in ("config", "dataset")
         }
         out["config"] = self.config.to_dict()
+        out["dataset"] = self.dataset.to_dict() if self.dataset else None
         return out
 
 
