@@ -33,7 +33,8 @@ import streamlit as st  # noqa: E402
 from db_scale import add_scale_args, scaled_database  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from search.store import DB_ENV_VAR, Candidate, Epoch, Store  # noqa: E402
+from search.store import DB_ENV_VAR, Store  # noqa: E402
+from search.store._models import Candidate, Epoch  # noqa: E402
 
 TARGET_S = 3.0
 APP = ROOT / "dashboard" / "app.py"

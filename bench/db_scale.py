@@ -47,7 +47,8 @@ from search.config import JobConfig
 from search.cost import arch_cost
 from search.query import load_candidates, load_front
 from search.space import ArchSpec, StageSpec
-from search.store import Candidate, Stage, Store, optuna_storage, upgrade
+from search.store import Store, optuna_storage, upgrade
+from search.store._models import Candidate, Stage
 
 TARGET_S = 1.0
 WHERE = ("s1.downsample=max", "val_acc>0.5")

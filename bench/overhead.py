@@ -25,7 +25,7 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from search.config import JobConfig
-from search.store import Store, list_candidates, optuna_storage
+from search.store import Store, optuna_storage
 from workers.daemon import Worker
 
 
@@ -59,7 +59,7 @@ def main() -> None:
         total = time.perf_counter() - t0
         with Store.open(url) as store:
             done = store.get_job(job.id)
-            rows = list_candidates(store, job.id, state="complete")
+            rows = store.list_candidates(job.id, state="complete")
         trials = optuna.load_study(study_name=done.study_name, storage=optuna_storage(url)).trials
     assert done.status == "succeeded", done.error
     assert done.started_at is not None and done.finished_at is not None

@@ -12,7 +12,9 @@ cuDNN autotuning) when there are two or more. The last line is ``trainer_speedup
     python bench/trainer.py --device cuda                              # synthetic CIFAR-sized
     python bench/trainer.py --device cuda --data cifar10-jpeg.tar.gz   # real CIFAR-10
 
-Needs only torch and numpy (and Pillow for an image folder); never imports ``search``.
+Needs torch and numpy (and Pillow for an image folder) beside poolstride's own packages; it
+starts no Ray and opens no database. The trainer's settings are ``search.training.TrainConfig``,
+whose ``augment`` is off by default: both loops here train with it on.
 """
 
 from __future__ import annotations

@@ -13,21 +13,15 @@ but can never change a study.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import streamlit as st
 from sqlalchemy import Engine, event
-from sqlalchemy.engine import make_url
 
 from search.analysis import describe_effect, paired_effects, stage_analysis
-from search.cost import LayerCost, layer_costs
 from search.pareto import hypervolume, hypervolume_history, pareto_front
-from search.query import load_candidates, stage_columns
-from search.space import ArchSpec, StageSpec
+from search.query import count_candidates, load_candidates, stage_columns
 from search.store import (
     JobInfo,
     SchemaError,
@@ -38,10 +32,11 @@ from search.store import (
     display_url,
     epochs_frame,
     make_engine,
+    missing_sqlite_file,
     normalize_url,
     resolve_db_url,
 )
-from search.vocabulary import FINAL_STATUSES, STAGE_KEYS
+from search.vocabulary import FINAL_STATUSES
 
 if TYPE_CHECKING:
     from sqlite3 import Connection as SQLiteConnection
@@ -53,9 +48,9 @@ __all__ = [
     "POINT_METRICS",
     "TTL_S",
     "analysis",
-    "arch_of",
     "candidates",
     "check",
+    "count",
     "database_url",
     "epochs",
     "front_trials",
@@ -64,8 +59,6 @@ __all__ = [
     "jobs",
     "points",
     "read_only_engine",
-    "stage_layers",
-    "stage_ops",
     "store",
     "version",
     "workers",
@@ -112,7 +105,12 @@ def store(url: str) -> Store:
     Raises:
         SchemaError: a SQLite file that does not exist (connecting would create it).
     """
-    _refuse_missing_sqlite_file(url)
+    # Connecting would create an empty file where the user mistyped a path.
+    if missing_sqlite_file(url):
+        raise SchemaError(
+            f"database {display_url(url)} does not exist: run "
+            "`poolstride db upgrade`, or pass the right --db"
+        )
     return Store(read_only_engine(url))
 
 
@@ -129,22 +127,6 @@ def check(url: str) -> str:
     engine = store(url).engine
     check_schema(engine)
     return current_revision(engine) or ""
-
-
-def _refuse_missing_sqlite_file(url: str) -> None:
-    # Connecting would create an empty file where the user mistyped a path.
-    parsed = make_url(url)
-    path = parsed.database
-    if (
-        parsed.get_backend_name() == "sqlite"
-        and path
-        and path != ":memory:"
-        and (not Path(path).exists() or Path(path).stat().st_size == 0)
-    ):
-        raise SchemaError(
-            f"database {display_url(url)} does not exist: run "
-            "`poolstride db upgrade`, or pass the right --db"
-        )
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -206,6 +188,17 @@ def candidates(
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def count(url: str, job_id: int, version: str, where: tuple[str, ...] = ()) -> int:
+    """How many of the job's candidates match ``where``, counted in the database
+    (:func:`search.query.count_candidates`).
+
+    Raises:
+        ValueError: a malformed filter (the message is one line for the user).
+    """
+    return count_candidates(store(url), job_id, where=where)
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
 def front_trials(
     url: str, job_id: int, version: str, objectives: tuple[str, ...]
 ) -> tuple[int, ...]:
@@ -255,73 +248,7 @@ def analysis(
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
-def epochs(url: str, job_id: int, version: str) -> pd.DataFrame:
-    """The job's learning curves: trial_number, epoch, val_acc, train_loss, seconds."""
-    return epochs_frame(store(url), job_id)
-
-
-def arch_of(row: Mapping[str, Any]) -> ArchSpec:
-    """The architecture of one candidate row (its ``sN.*`` columns).
-
-    Example:
-        >>> arch_of({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
-        ...          "s1.width": 8, "s1.depth": 1}).stages[0].width
-        8
-    """
-    n_stages = sum(1 for key in row if key.endswith(".downsample"))
-    return ArchSpec.from_dict(
-        {
-            "stages": [
-                {key: _plain(row[f"s{i}.{key}"]) for key in STAGE_KEYS}
-                for i in range(1, n_stages + 1)
-            ]
-        }
-    )
-
-
-def _plain(value: Any) -> Any:
-    # numpy scalars from a DataFrame row are not the ints ArchSpec validates
-    return value.item() if hasattr(value, "item") else value
-
-
-def stage_layers(
-    arch: ArchSpec, input_shape: tuple[int, int, int], stored_params: int | None = None
-) -> list[LayerCost]:
-    """Per-part costs of ``arch`` (stem, stages, head) as the search computed them.
-
-    The class count is not stored for every dataset (``npz``, ``imagefolder``), but the
-    candidate's total parameter count is: the head has ``channels × classes + classes``
-    parameters, so ``stored_params`` fixes the class count exactly; 10 where it is not given.
-    """
-    layers = layer_costs(arch, input_shape=input_shape, num_classes=1)
-    classes = 10
-    if stored_params is not None:
-        body = sum(layer.params for layer in layers[:-1])
-        exact = (stored_params - body) / (arch.stages[-1].width + 1)
-        if exact >= 1 and math.isclose(exact, round(exact)):
-            classes = round(exact)
-    return layer_costs(arch, input_shape=input_shape, num_classes=classes)
-
-
-def stage_ops(stage: StageSpec) -> list[str]:
-    """The operations of one stage in order, as :mod:`workers.model` builds them.
-
-    Example:
-        >>> from search.space import StageSpec
-        >>> stage_ops(StageSpec("strided", 3, "proj", 16, 2))
-        ['conv 3×3', 'conv 3×3 /2', 'shortcut: 1×1 conv /2 + BN']
-    """
-    k = stage.kernel
-    ops = [
-        f"conv {k}×{k}" + (" /2" if stage.downsample == "strided" and d == stage.depth - 1 else "")
-        for d in range(stage.depth)
-    ]
-    if stage.downsample in ("max", "avg"):
-        ops.append(f"{stage.downsample}-pool 2×2")
-    elif stage.downsample == "conv":
-        ops.append(f"conv {k}×{k} /2")
-    if stage.skip == "proj":
-        ops.append("shortcut: 1×1 conv /2 + BN")
-    elif stage.skip == "pool":
-        ops.append("shortcut: avg-pool 2×2 + zero-pad channels")
-    return ops
+def epochs(url: str, job_id: int, version: str, trials: tuple[int, ...]) -> pd.DataFrame:
+    """The learning curves of the job's ``trials`` only: trial_number, epoch, val_acc,
+    train_loss, seconds (:func:`search.store.epochs_frame`)."""
+    return epochs_frame(store(url), job_id, trials=trials)

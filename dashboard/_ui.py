@@ -1,15 +1,21 @@
-"""Widgets several pages share: the job picker and number formatting."""
+"""What several pages share on screen: the job picker and the settings of count columns."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 import streamlit as st
 
 from search.store import JobInfo
 
-__all__ = ["fmt_int", "fmt_time", "pick_job"]
+__all__ = ["COUNT_COLUMNS", "pick_job"]
+
+# st.dataframe settings that write the counts of a candidate table with thousands separators
+# (in the browser's locale), keeping them numbers so that the table still sorts them.
+COUNT_COLUMNS = {
+    key: st.column_config.NumberColumn(key, format="localized")
+    for key in ("flops", "params", "activation_bytes")
+}
 
 
 def pick_job(jobs: Sequence[JobInfo], *, need_trials: bool = True) -> JobInfo | None:
@@ -18,6 +24,9 @@ def pick_job(jobs: Sequence[JobInfo], *, need_trials: bool = True) -> JobInfo | 
     The query parameter makes a page's address name its job, so a link (or the browser test)
     opens a job directly. Without one, the newest job with complete trials is shown.
     Returns ``None`` (having said why) when there is nothing to show.
+
+    Example:
+        >>> job = pick_job(_data.jobs(url))  # in a page script  # doctest: +SKIP
     """
     shown = [j for j in jobs if j.trials_done > 0] if need_trials else list(jobs)
     if not shown:
@@ -43,20 +52,3 @@ def pick_job(jobs: Sequence[JobInfo], *, need_trials: bool = True) -> JobInfo | 
     )
     st.query_params["job"] = str(job_id)
     return by_id[job_id]
-
-
-def fmt_int(value: float | None) -> str:
-    """``1,234,567`` style, ``-`` for missing values.
-
-    Example:
-        >>> fmt_int(1234567), fmt_int(None)
-        ('1,234,567', '-')
-    """
-    if value is None or value != value:  # None or NaN
-        return "-"
-    return f"{int(value):,}"
-
-
-def fmt_time(value: datetime | None) -> str:
-    """UTC timestamps to the second, ``-`` for missing ones."""
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

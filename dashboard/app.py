@@ -1,4 +1,5 @@
-"""The dashboard's entrypoint: ``poolstride dashboard`` runs ``streamlit run`` on this file.
+"""The dashboard's entrypoint: ``poolstride dashboard`` serves this file with ``python -m
+dashboard.serve run`` (``streamlit run``, warmed up first: :mod:`dashboard.serve`).
 
 It checks the database once, then routes to one page per file in ``views/`` (not ``pages/``: that
 folder name also switches on Streamlit's older folder-based navigation). Each page has an explicit

@@ -18,6 +18,7 @@ from search.space import (
     parse_input_shape,
 )
 from search.study import SAMPLERS
+from search.training import TrainConfig
 
 __all__ = [
     "DATASETS",
@@ -35,6 +36,7 @@ __all__ = [
     "SpaceConfig",
     "StageChoices",
     "StageSpec",
+    "TrainConfig",
     "arch_cost",
     "dataset_info",
     "direction",

@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
 from sqlalchemy.engine import make_url
 
-__all__ = ["ARTIFACTS_ENV_VAR", "KEEP_WEIGHTS", "artifact_dir", "weights_path"]
+__all__ = [
+    "ARTIFACTS_ENV_VAR",
+    "EXPORT_FORMATS",
+    "KEEP_WEIGHTS",
+    "ExportFormat",
+    "artifact_dir",
+    "weights_path",
+]
 
 ARTIFACTS_ENV_VAR = "POOLSTRIDE_ARTIFACTS"
 KEEP_WEIGHTS: tuple[str, ...] = ("front", "all", "none")
+# what ``poolstride export`` writes: here, so the CLI knows the names without importing torch
+ExportFormat = Literal["torchscript", "onnx", "state"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 
 
 def artifact_dir(db_url: str) -> Path:

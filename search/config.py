@@ -8,35 +8,42 @@ input writes nothing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from search._checks import integer, number
 from search.artifacts import KEEP_WEIGHTS
 from search.datasets import DEFAULT_DATASET, dataset_info
 from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
 from search.space import SpaceConfig, parse_input_shape
 from search.study import SAMPLERS
+from search.training import TrainConfig
 
 __all__ = ["JobConfig"]
 
 # the per-stage keys a space lists values of for all stages at once (widths has its own key)
 _SPACE_KEYS = ("downsample", "kernel", "skip", "depth")
+# the TrainConfig fields a job sets, flat among the job keys; the rest keep their defaults
+_TRAIN_KEYS = ("epochs", "batch_size", "lr", "label_smoothing", "augment")
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """One search: dataset, space, budget, objectives, sampler, resources and training knobs.
+    """One search: dataset, space, budget, objectives, sampler, resources and training settings.
 
     Build it with :meth:`from_mapping` (validates everything); :meth:`to_dict` and
-    :meth:`from_dict` round-trip exactly through JSON.
+    :meth:`from_dict` round-trip exactly through JSON. ``train`` holds the candidates' training
+    settings; in the mapping forms its job keys (``epochs``, ``batch_size``, ``lr``,
+    ``label_smoothing``, ``augment``) sit flat among the others.
 
     Example:
         >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 4},
         ...                              overrides={"epochs": 2, "space": {"stages": 2}})
         >>> cfg.space.input_shape, cfg.trials, cfg.objectives
         ((1, 8, 8), 4, ('val_acc', 'flops'))
+        >>> cfg.train.epochs, cfg.train.augment, cfg.to_dict()["epochs"]
+        (2, False, 2)
         >>> JobConfig.from_dict(cfg.to_dict()) == cfg
         True
     """
@@ -44,7 +51,7 @@ class JobConfig:
     name: str
     dataset: str
     trials: int
-    epochs: int
+    train: TrainConfig
     space: SpaceConfig
     data_dir: str | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
@@ -55,10 +62,6 @@ class JobConfig:
     gpus_per_trial: float = 0.0
     concurrency: int = 2
     max_attempts: int = 3
-    batch_size: int = 128
-    lr: float = 0.05
-    label_smoothing: float = 0.1
-    augment: bool = False
     keep_weights: str = "front"
 
     @classmethod
@@ -67,8 +70,9 @@ class JobConfig:
     ) -> JobConfig:
         """Validate and build a job config; ``overrides`` (CLI flags) win, ``None`` means unset.
 
-        ``data`` and ``overrides`` hold the field names of this class; ``space`` is a mapping of
-        space keys. ``trials`` and ``epochs`` are required. The dataset fixes the input shape
+        ``data`` and ``overrides`` hold the keys of :meth:`to_dict`; ``space`` is a mapping of
+        space keys. ``trials`` and ``epochs`` are required; the other training keys default to
+        :class:`~search.training.TrainConfig`'s. The dataset fixes the input shape
         where it has one; a contradicting ``input`` is an error.
 
         Raises:
@@ -82,7 +86,7 @@ class JobConfig:
             raise ValueError("a job config is a table of keys")
         merged = dict(data)
         merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.name != "train"} | set(_TRAIN_KEYS)
         unknown = sorted(set(merged) - known)
         if unknown:
             hint = (
@@ -121,7 +125,7 @@ class JobConfig:
             dataset=dataset,
             data_dir=data_dir,
             trials=_int(merged, "trials", minimum=1),
-            epochs=_int(merged, "epochs", minimum=1),
+            train=TrainConfig(**{key: merged[key] for key in _TRAIN_KEYS if key in merged}),
             space=_space(merged.get("space", {}), dataset),
             objectives=validate_objectives(objectives),
             sampler=sampler,
@@ -131,10 +135,6 @@ class JobConfig:
             gpus_per_trial=_float(merged, "gpus_per_trial", default=0.0),
             concurrency=_int(merged, "concurrency", default=2, minimum=1),
             max_attempts=_int(merged, "max_attempts", default=3, minimum=1),
-            batch_size=_int(merged, "batch_size", default=128, minimum=1),
-            lr=_float(merged, "lr", default=0.05, positive=True),
-            label_smoothing=_float(merged, "label_smoothing", default=0.1, below=1.0),
-            augment=_bool(merged, "augment", default=False),
             keep_weights=_keep_weights(merged.get("keep_weights", "front")),
         )
 
@@ -144,8 +144,10 @@ class JobConfig:
         return cls.from_mapping(data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form; ``space`` holds keys that :class:`SpaceConfig` reads back."""
+        """Plain JSON-able form, flat; ``space`` holds keys that :class:`SpaceConfig` reads back."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        train = out.pop("train")
+        out.update({key: getattr(train, key) for key in _TRAIN_KEYS})
         out["objectives"] = list(self.objectives)
         out["space"] = space_mapping(self.space)
         return out
@@ -212,34 +214,8 @@ def _shape(shape: tuple[int, int, int]) -> str:
 def _int(
     data: Mapping[str, Any], key: str, *, default: int | None = None, minimum: int | None = None
 ) -> int:
-    value = data.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{key} {value!r} must be an integer")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{key} {value} must be at least {minimum}")
-    return value
+    return integer(key, data.get(key, default), minimum=minimum)
 
 
-def _float(
-    data: Mapping[str, Any],
-    key: str,
-    *,
-    default: float,
-    positive: bool = False,
-    below: float | None = None,
-) -> float:
-    value = data.get(key, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{key} {value!r} must be a number")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{key} {value} must be {'positive' if positive else 'at least 0'}")
-    if below is not None and value >= below:
-        raise ValueError(f"{key} {value} must be below {below}")
-    return float(value)
-
-
-def _bool(data: Mapping[str, Any], key: str, *, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"{key} {value!r} must be true or false")
-    return value
+def _float(data: Mapping[str, Any], key: str, *, default: float, positive: bool = False) -> float:
+    return number(key, data.get(key, default), positive=positive)

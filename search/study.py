@@ -1,16 +1,38 @@
 """A job's Optuna study: the sampler registry, creating or loading the study, and recovery.
 
-Optuna only: no Ray, no torch.
+Optuna only: no Ray, no torch. The store is passed in where candidate rows must follow the study.
+
+Optuna's :class:`~optuna.study.Study` exposes neither a trial's storage id nor a way to write an
+attribute of a trial it did not hand out. Both are public on the storage
+(:class:`~optuna.storages.BaseStorage`), so :class:`JobStudy` keeps the storage the study was
+opened on beside it and goes through that, never through ``study._storage`` or
+``trial._trial_id``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["SAMPLERS", "make_sampler"]
+from search.objectives import direction
+
+if TYPE_CHECKING:
+    from search.config import JobConfig
+    from search.store import Store
+
+__all__ = [
+    "LOST",
+    "RETRY_OF",
+    "SAMPLERS",
+    "JobStudy",
+    "make_sampler",
+    "open_study",
+    "record_trial_end",
+]
 
 SamplerFactory = Callable[[int, dict[str, list[Any]]], optuna.samplers.BaseSampler]
 
@@ -22,6 +44,10 @@ SAMPLERS: dict[str, SamplerFactory] = {
     "random": lambda seed, grid: optuna.samplers.RandomSampler(seed=seed),
     "grid": lambda seed, grid: optuna.samplers.GridSampler(grid, seed=seed),
 }
+
+RETRY_OF = "retry_of"  # user attribute of a trial enqueued again: the number it re-runs
+LOST = "worker lost while the trial ran"
+_CANCELLED = "job cancelled"  # a poolstride trial ends PRUNED only when its job is cancelled
 
 
 def make_sampler(
@@ -40,3 +66,157 @@ def make_sampler(
             f"unknown sampler {name!r} (expected one of {', '.join(SAMPLERS)})"
         ) from None
     return factory(seed, space_grid)
+
+
+@dataclass(frozen=True)
+class JobStudy:
+    """A job's study, with the storage it was opened on (see the module's docstring).
+
+    Build it with :func:`open_study`.
+    """
+
+    study: optuna.Study
+    storage: optuna.storages.BaseStorage
+    study_id: int
+
+    def trial_id(self, number: int) -> int:
+        """The storage id of trial ``number`` (what poolstride's candidate rows join on)."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def frozen_trial(self, number: int) -> FrozenTrial:
+        """Trial ``number`` as the database holds it now (one trial read, not the study's)."""
+        return self.storage.get_trial(self.trial_id(number))
+
+    def resume(self, number: int) -> optuna.Trial:
+        """A handle on RUNNING trial ``number``, as :meth:`optuna.Study.ask` would have returned.
+
+        For a trial that ``ask`` created before its connection dropped: Optuna has no public
+        way to take a running trial up again, so this builds the handle as ``ask`` does.
+        """
+        return optuna.Trial(self.study, self.trial_id(number))
+
+    def assign_generation(self, trial: optuna.Trial) -> None:
+        """Give ``trial`` its NSGA-II generation now (other samplers need nothing).
+
+        An enqueued trial has all its params fixed and never reaches NSGA-II's sampling, so it
+        would get no generation and the populations would ignore its result.
+        """
+        sampler = self.study.sampler
+        if isinstance(sampler, optuna.samplers.NSGAIISampler):
+            sampler.get_trial_generation(self.study, self.frozen_trial(trial.number))
+
+    def requeue(self, number: int, *, reason: str) -> None:
+        """Fail trial ``number`` with ``reason`` if still RUNNING; enqueue its architecture again.
+
+        Reads the trial afresh, so a retry after a dropped connection neither fails it twice nor
+        enqueues it twice. The new trial carries ``retry_of`` and the old trial's seed.
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        trial = trials[number]
+        if trial.state == TrialState.RUNNING:
+            self.storage.set_trial_user_attr(self.trial_id(number), "error", reason)
+            self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        if all(t.user_attrs.get(RETRY_OF) != number for t in trials):
+            self.study.enqueue_trial(
+                trial.params, user_attrs={RETRY_OF: number, "seed": trial.user_attrs.get("seed")}
+            )
+
+    def recover(self, store: Store, job_id: int) -> int:
+        """Repair what a dead worker left behind; returns how many trials it enqueued again.
+
+        Trials left RUNNING are failed and enqueued again (:meth:`requeue`). A candidate row
+        still ``running`` whose trial Optuna already holds as COMPLETE (the worker died between
+        the two writes) is completed from the trial (:func:`record_trial_end`), so the two views
+        agree; the rest are failed. Every step is idempotent.
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        stale = [t for t in trials if t.state == TrialState.RUNNING]
+        for trial in stale:
+            self.requeue(trial.number, reason=LOST)
+        for row in store.list_candidates(job_id, state="running"):
+            trial = trials[row.trial_number]
+            if trial.state == TrialState.COMPLETE:
+                record_trial_end(
+                    store, candidate_id=row.id, trial=trial, epochs_done=row.epochs_total
+                )
+        store.fail_running_candidates(job_id=job_id, error=LOST)
+        return len(stale)
+
+
+def open_study(*, storage: optuna.storages.BaseStorage, name: str, config: JobConfig) -> JobStudy:
+    """Create or load the job's study, with its directions and a sampler seeded for this attempt.
+
+    The sampler's seed mixes the job's seed with the number of trials the study already holds,
+    so a resumed job does not replay the draws of its earlier attempts.
+
+    Example:
+        >>> from search.config import JobConfig
+        >>> config = JobConfig.from_mapping({"dataset": "digits", "trials": 2, "epochs": 1})
+        >>> job = open_study(storage=optuna.storages.InMemoryStorage(), name="job-1",
+        ...                  config=config)
+        >>> [d.name for d in job.study.directions], type(job.study.sampler).__name__
+        (['MAXIMIZE', 'MINIMIZE'], 'NSGAIISampler')
+    """
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        directions=[direction(o) for o in config.objectives],
+        sampler=make_sampler(
+            config.sampler,
+            seed=_attempt_seed(config.seed, storage, name),
+            space_grid=config.space.distributions(),
+        ),
+    )
+    return JobStudy(study=study, storage=storage, study_id=storage.get_study_id_from_name(name))
+
+
+def record_trial_end(
+    store: Store, *, candidate_id: int, trial: FrozenTrial, epochs_done: int
+) -> None:
+    """End candidate ``candidate_id`` as Optuna holds ``trial``: COMPLETE, PRUNED or FAIL.
+
+    The metrics come from the trial's user attributes, which the searcher writes before it tells
+    Optuna; ``epochs_done`` stands in where the trial does not say. A trial still RUNNING or
+    WAITING leaves the row alone (:meth:`JobStudy.recover` deals with it).
+
+    Example:
+        >>> record_trial_end(store, candidate_id=7, trial=study.trials[3],
+        ...                  epochs_done=2)  # doctest: +SKIP
+    """
+    attrs = trial.user_attrs
+    if trial.state == TrialState.COMPLETE:
+        store.finish_candidate(
+            candidate_id=candidate_id,
+            state="complete",
+            val_acc=attrs["val_acc"],
+            test_acc=attrs.get("test_acc"),
+            latency_ms=attrs.get("latency_ms"),
+            train_s=attrs.get("train_s"),
+            device=attrs.get("device"),
+            epochs_done=attrs.get("epochs_done", epochs_done),
+        )
+    elif trial.state == TrialState.PRUNED:
+        store.finish_candidate(
+            candidate_id=candidate_id,
+            state="pruned",
+            val_acc=attrs.get("val_acc"),
+            epochs_done=attrs.get("epochs_done", epochs_done),
+            error=_CANCELLED,
+        )
+    elif trial.state == TrialState.FAIL:
+        store.finish_candidate(
+            candidate_id=candidate_id,
+            state="failed",
+            epochs_done=epochs_done,
+            error=attrs.get("error"),
+        )
+
+
+def _attempt_seed(seed: int, storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+        n = len(storage.get_all_trials(study_id, deepcopy=False))
+    except KeyError:
+        n = 0
+    return (seed * 1_000_003 + n * 7919) % (2**32)

@@ -10,6 +10,7 @@ from search.config import JobConfig, space_mapping
 from search.datasets import dataset_info
 from search.objectives import direction, validate_objectives
 from search.space import SpaceConfig
+from search.training import TrainConfig
 
 BASE = {"trials": 4, "epochs": 2}
 
@@ -28,7 +29,9 @@ def test_defaults_and_exact_round_trip_through_json() -> None:
         2,
         3,
     )
-    assert (cfg.batch_size, cfg.lr, cfg.label_smoothing, cfg.augment) == (128, 0.05, 0.1, False)
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.label_smoothing) == (128, 0.05, 0.1)
+    # the job's training defaults are the trainer's own: augment is off for both
+    assert cfg.train == TrainConfig(epochs=2) and cfg.train.augment is False
     assert cfg.space.input_shape == (1, 28, 28)
     rich = JobConfig.from_mapping(
         {
@@ -53,6 +56,57 @@ def test_defaults_and_exact_round_trip_through_json() -> None:
     assert again == rich
     assert again.space.stages[1].downsample == ("strided", "max")
     assert SpaceConfig.from_mapping(space_mapping(rich.space)) == rich.space
+
+
+# a config as `submit` stored it before the training settings became one object
+STORED = {
+    "augment": True,
+    "batch_size": 64,
+    "concurrency": 2,
+    "cpus_per_trial": 1.0,
+    "data_dir": None,
+    "dataset": "digits",
+    "epochs": 3,
+    "gpus_per_trial": 0.0,
+    "keep_weights": "front",
+    "label_smoothing": 0.0,
+    "lr": 0.1,
+    "max_attempts": 3,
+    "name": "digits",
+    "objectives": ["val_acc", "flops"],
+    "priority": 0,
+    "sampler": "nsga2",
+    "seed": 5,
+    "space": {
+        "depth": [1],
+        "downsample": ["max", "avg", "strided", "conv"],
+        "input": "1x8x8",
+        "kernel": [3, 5, 7],
+        "skip": ["none", "proj", "pool"],
+        "stages": 2,
+        "widths": [8, 16],
+    },
+    "trials": 3,
+}
+
+
+def test_a_stored_config_loads_and_is_written_back_flat_and_unchanged() -> None:
+    cfg = JobConfig.from_dict(STORED)
+    assert cfg.train == TrainConfig(
+        epochs=3, batch_size=64, lr=0.1, label_smoothing=0.0, augment=True
+    )
+    assert cfg.to_dict() == STORED
+    # an older one without the later training keys gets today's defaults
+    old = {k: v for k, v in STORED.items() if k not in ("augment", "label_smoothing")}
+    assert JobConfig.from_dict(old).train == TrainConfig(epochs=3, batch_size=64, lr=0.1)
+
+
+def test_the_training_settings_are_job_keys_only_flat() -> None:
+    with pytest.raises(ValueError, match="unknown job key 'train'"):
+        JobConfig.from_mapping({**BASE, "train": {"epochs": 2}})
+    with pytest.raises(ValueError, match="unknown job key 'momentum'"):
+        JobConfig.from_mapping({**BASE, "momentum": 0.5})
+    assert JobConfig.from_mapping({**BASE, "lr": 1}).to_dict()["lr"] == 1.0
 
 
 def test_flags_override_the_file() -> None:

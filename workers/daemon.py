@@ -2,9 +2,9 @@
 
 A worker holds a job through a lease that a heartbeat thread renews. If the worker dies
 (``kill -9``), the lease expires and the next worker claims the job again, one attempt later, and
-:func:`workers.runner.recover` re-runs what the dead worker left running. A cancel request seen
-by the heartbeat stops the job within a heartbeat; SIGTERM or Ctrl-C stop the running job, hand
-its unfinished trials back to the queue and exit cleanly.
+:meth:`search.study.JobStudy.recover` re-runs what the dead worker left running. A cancel
+request seen by the heartbeat stops the job within a heartbeat; SIGTERM or Ctrl-C stop the
+running job, hand its unfinished trials back to the queue and exit cleanly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any
 
 from search.artifacts import artifact_dir
 from search.store import JobInfo, LeaseLostError, Store, new_worker_id, optuna_storage, retrying
-from workers.runner import JobOutcome, StopRequest, ray_session, run_job
+from workers.ray_session import ray_session
+from workers.runner import JobOutcome, run_job
+from workers.searcher import StopRequest
 
 __all__ = ["Worker"]
 

@@ -49,11 +49,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from search.datasets import DatasetFacts, DatasetInfo, dataset_info
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MD5",
     "CIFAR10_URL",
-    "DATASETS",
     "Dataset",
     "default_cache_dir",
     "default_data_dir",
@@ -61,7 +62,6 @@ __all__ = [
     "load_dataset",
 ]
 
-DATASETS: tuple[str, ...] = ("mnist5k", "digits", "cifar10", "imagefolder", "npz", "synthetic")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # as published on the CIFAR-10 page
 CIFAR10_CLASSES: tuple[str, ...] = (
@@ -113,6 +113,10 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...]
+
+    def facts(self) -> DatasetFacts:
+        """What a job records about its data: class count, input shape, mean and std."""
+        return DatasetFacts(self.num_classes, self.input_shape, self.mean, self.std)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (any split, any device) as ``float32`` with zero mean and unit spread per channel.
@@ -177,7 +181,7 @@ def load_dataset(
     with ``x_test``), that is the test set and ``val_fraction`` of train becomes validation.
 
     Args:
-        name: one of :data:`DATASETS`.
+        name: one of :data:`search.datasets.DATASETS`.
         data_dir: ``cifar10``: the folder holding ``cifar-10-batches-py`` (default
             :func:`default_data_dir`); ``imagefolder``: the folder or archive; ``npz``: the file.
         input_shape: ``(C, H, W)``; images of ``imagefolder`` are resized to it, ``synthetic``
@@ -196,8 +200,7 @@ def load_dataset(
         >>> len(ds.x_train), len(ds.x_val), len(ds.x_test)
         (350, 50, 100)
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r} (expected one of {', '.join(DATASETS)})")
+    info = dataset_info(name)
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(
             f"val_fraction {val_fraction} and test_fraction {test_fraction} must be "
@@ -214,7 +217,9 @@ def load_dataset(
     elif name == "digits":
         arrays = _check_shape(name, _load_digits(), input_shape)
     elif name == "synthetic":
-        arrays = _synthetic(input_shape or (3, 32, 32), _SYNTHETIC_SIZE if size is None else size)
+        arrays = _synthetic(
+            input_shape or _default_input(info), _SYNTHETIC_SIZE if size is None else size
+        )
     elif name == "cifar10":
         folder = _cifar10_folder(Path(data_dir) if data_dir is not None else default_data_dir())
         files = [folder / f for f in _CIFAR10_FILES]
@@ -232,13 +237,19 @@ def load_dataset(
                 name, _cached(cache, name, [path], None, lambda: _read_npz(path)), input_shape
             )
         else:
-            shape = input_shape or (3, 32, 32)
+            shape = input_shape or _default_input(info)
             if shape[0] not in (1, 3):
                 raise ValueError(f"imagefolder needs 1 or 3 channels, not {shape[0]}")
             arrays = _cached(
                 cache, name, _source_files(path), shape, lambda: _read_imagefolder(path, shape)
             )
     return _split(name, arrays, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+def _default_input(info: DatasetInfo) -> tuple[int, int, int]:
+    if info.default_input is None:
+        raise ValueError(f"dataset {info.name!r} needs input_shape")
+    return info.default_input
 
 
 # --------------------------------------------------------------------------- splitting

@@ -7,8 +7,8 @@ once per epoch, so a training step does no host work beyond launching kernels. O
 bf16 autocast, channels_last and CUDA-event timing; on CPU it times with ``perf_counter`` and is
 deterministic for a given seed.
 
-Imports only torch, numpy and ``workers.model``; the dataset is any object shaped like
-``workers.data.Dataset``.
+Imports torch, ``workers.model`` and the settings object :class:`search.training.TrainConfig`
+(plain data; re-exported here); the dataset is any object shaped like ``workers.data.Dataset``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search.training import SCHEDULES, TrainConfig
 from workers.model import build_model
 
 if TYPE_CHECKING:
@@ -41,60 +42,9 @@ __all__ = [
     "train",
 ]
 
-SCHEDULES: tuple[str, ...] = ("onecycle", "cosine", "constant")
 _ONECYCLE_WARMUP = 0.25  # share of the steps spent raising the learning rate
 
 EpochCallback = Callable[[int, float, float, float], "bool | None"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every hyperparameter of one training run.
-
-    ``augment`` is a random horizontal flip plus a random crop after zero-padding the
-    (normalised) image by ``H // 8`` pixels (4 for 32×32), drawn per image, per batch, on the
-    device. ``"auto"`` settings resolve by device: ``device`` to CUDA when available, ``bf16``
-    and ``channels_last`` to on for CUDA and off for CPU. ``schedule`` is per step over the
-    planned ``epochs``: ``onecycle`` (linear warm-up over a quarter of the steps to ``lr``, then
-    linear decay), ``cosine`` (from ``lr`` to 0) or ``constant``.
-
-    Example:
-        >>> TrainConfig(epochs=3, batch_size=64).schedule
-        'onecycle'
-    """
-
-    epochs: int
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.1
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    latency_batch: int = 64
-    bf16: bool | Literal["auto"] = "auto"
-    channels_last: bool | Literal["auto"] = "auto"
-    eval_batch_size: int = 1024
-
-    def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "latency_batch", "eval_batch_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key} {value!r} must be a positive integer")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r} (expected one of {', '.join(SCHEDULES)})"
-            )
-        if not (self.lr > 0 and self.momentum >= 0 and self.weight_decay >= 0):
-            raise ValueError("lr must be positive, momentum and weight_decay non-negative")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing {self.label_smoothing} must be in [0, 1)")
-        for key in ("bf16", "channels_last"):
-            if getattr(self, key) not in (True, False, "auto"):
-                raise ValueError(f"{key} must be true, false or 'auto'")
 
 
 @dataclass(frozen=True)

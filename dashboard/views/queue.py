@@ -7,59 +7,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import _data
-from dashboard._ui import fmt_time
-from search.store import JobInfo, WorkerInfo
+from dashboard.tables import job_errors, jobs_table, workers_table
 
 REFRESH_S = 3.0
 _ACTIVE = ("queued", "running")
 
 url = _data.database_url()
 st.title("Queue")
-
-
-def _jobs_table(jobs: list[JobInfo]) -> pd.DataFrame:
-    return pd.DataFrame.from_records(
-        [
-            {
-                "job": j.id,
-                "name": j.name,
-                "status": j.status,
-                "priority": j.priority,
-                "progress": j.trials_done / j.trials_total if j.trials_total else 0.0,
-                "trials": f"{j.trials_done}/{j.trials_total}",
-                "attempts": f"{j.attempts}/{j.max_attempts}",
-                "worker": j.worker_id or "",
-                "created": fmt_time(j.created_at),
-                "started": fmt_time(j.started_at),
-                "finished": fmt_time(j.finished_at),
-                "error": j.error or "",
-            }
-            for j in reversed(jobs)
-        ]
-    )  # newest first
-
-
-def _workers_table(workers: list[WorkerInfo]) -> pd.DataFrame:
-    now = datetime.now(timezone.utc)
-    return pd.DataFrame.from_records(
-        [
-            {
-                "worker": w.id,
-                "host": w.hostname,
-                "pid": w.pid,
-                "status": w.status,
-                "job": w.current_job_id,
-                "last heartbeat": fmt_time(w.last_heartbeat),
-                "seconds ago": round((now - w.last_heartbeat).total_seconds()),
-                "started": fmt_time(w.started_at),
-            }
-            for w in workers
-        ]
-    )
 
 
 def _render() -> bool:
@@ -76,7 +33,7 @@ def _render() -> bool:
     st.subheader("Jobs")
     if jobs:
         st.dataframe(
-            _jobs_table(jobs),
+            jobs_table(jobs),
             hide_index=True,
             width="stretch",
             column_config={
@@ -86,18 +43,24 @@ def _render() -> bool:
                     min_value=0.0,
                     max_value=1.0,
                     format="percent",
+                    width="small",
                 ),
             },
         )
+        for heading, error in job_errors(jobs):
+            st.markdown(f"**{heading}**")
+            st.code(error, language=None, wrap_lines=True)
     else:
         st.info("No jobs yet: `poolstride submit` queues a search.")
     st.subheader("Workers")
     if workers:
-        st.dataframe(_workers_table(workers), hide_index=True, width="stretch")
+        st.dataframe(
+            workers_table(workers, datetime.now(timezone.utc)), hide_index=True, width="stretch"
+        )
     else:
         st.info("No worker has registered: `poolstride worker` starts one.")
     st.caption(
-        "Times are UTC. "
+        "Times are UTC, month-day hour:minute. "
         + (
             f"Refreshes every {REFRESH_S:g} s while jobs are queued or running."
             if active

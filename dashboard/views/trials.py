@@ -3,16 +3,18 @@
 The filter grammar is the CLI's (``poolstride trials --where``): ``KEY=VALUE``, ``KEY!=VALUE``,
 ``KEY<N``, ``KEY<=N``, ``KEY>N``, ``KEY>=N``, several separated by commas (AND). ``?where=``,
 ``?sort=`` and ``?limit=`` preset them. Filtering, sorting and the row limit run in the
-database, so a 100k-candidate job costs what the shown rows cost.
+database, so a 100k-candidate job costs what the shown rows cost; so are the learning curves,
+read for the drawn trials only.
 """
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import _data
-from dashboard._ui import pick_job
+from dashboard._ui import COUNT_COLUMNS, pick_job
+from dashboard.figures import curves_figure
+from dashboard.tables import trials_columns
 
 DEFAULT_LIMIT = 500
 DEFAULT_CURVES = 5
@@ -64,8 +66,8 @@ for name, value in (("where", where_text.strip()), ("sort", sort or "")):
 
 try:
     shown = _data.candidates(url, job.id, version, where, sort, limit)
-    # the count reads one narrow column of the matches
-    matches = len(_data.candidates(url, job.id, version, where, columns=("trial",)))
+    matches = _data.count(url, job.id, version, where)
+    columns = trials_columns(shown.columns, job.config.space, where, sort)
 except ValueError as exc:  # a malformed filter: say so in the CLI's words, keep the page
     st.error(str(exc))
     st.stop()
@@ -73,12 +75,14 @@ except ValueError as exc:  # a malformed filter: say so in the CLI's words, keep
 st.caption(
     f"{matches:,} of job {job.id}'s candidates match"
     + (f"; the first {limit:,} are shown" if matches > limit else "")
-    + ". Select rows to draw their learning curves."
+    + ". Columns the job's space fixes are left out unless filtered or sorted on."
+    + " Select rows to draw their learning curves."
 )
 table = st.dataframe(
-    shown.drop(columns=["candidate_id"]),
+    shown[columns],
     hide_index=True,
     width="stretch",
+    column_config=COUNT_COLUMNS,
     on_select="rerun",
     selection_mode="multi-row",
     key="trials_table",
@@ -87,26 +91,11 @@ picked = [int(shown.iloc[i]["trial"]) for i in table.selection.rows]
 trials = picked or [int(t) for t in shown["trial"].head(DEFAULT_CURVES)]
 
 st.subheader("Learning curves")
-curves = _data.epochs(url, job.id, version)
-curves = curves[curves["trial_number"].isin(trials)]
+curves = _data.epochs(url, job.id, version, tuple(sorted(trials)))
 if curves.empty:
     st.info("The chosen trials have no recorded epochs yet.")
 else:
-    fig = go.Figure()
-    for trial, curve in curves.groupby("trial_number", sort=True):
-        fig.add_trace(
-            go.Scatter(
-                x=curve["epoch"], y=curve["val_acc"], mode="lines+markers", name=f"trial {trial}"
-            )
-        )
-    fig.update_layout(
-        height=420,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis_title="epoch",
-        yaxis_title="val_acc",
-        xaxis={"dtick": 1},
-    )
-    st.plotly_chart(fig, width="stretch", key="curves_chart")
+    st.plotly_chart(curves_figure(curves), width="stretch", key="curves_chart")
     st.caption(
         ("Trials " if len(trials) > 1 else "Trial ")
         + ", ".join(map(str, trials))

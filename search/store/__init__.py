@@ -1,7 +1,10 @@
-"""poolstride's database: tables, schema management, the job queue, candidates and reads.
+"""poolstride's database: schema management, the job queue, candidates and their reads.
 
 One database holds Optuna's tables and poolstride's (``ps_*``). Open it with
 :meth:`Store.open`; create or upgrade it with :func:`upgrade` (``poolstride db upgrade``).
+Reads return plain dataclasses and DataFrames; the tables' ORM classes are private, and the
+filtered frames and the front are :mod:`search.query`'s. Every database failure reaches a
+caller as a :class:`StoreError` (:class:`DatabaseUnavailableError` when it is worth retrying).
 
 Example:
     >>> from search.store import Store, upgrade
@@ -12,18 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from search.store._candidates import (
-    candidates_frame,
-    epochs_frame,
-    fail_running_candidates,
-    finish_candidate,
-    list_candidates,
-    record_epoch,
-    start_candidate,
-    trials_done,
-)
 from search.store._engine import (
-    BUSY_TIMEOUT_S,
     DB_ENV_VAR,
     DEFAULT_DB_URL,
     display_url,
@@ -34,22 +26,16 @@ from search.store._engine import (
     resolve_db_url,
 )
 from search.store._errors import (
+    DatabaseError,
+    DatabaseUnavailableError,
     JobNotFoundError,
     JobStateError,
     LeaseLostError,
     SchemaError,
     StoreError,
 )
-from search.store._models import (
-    TABLE_PREFIX,
-    Base,
-    Candidate,
-    Epoch,
-    Job,
-    Stage,
-    Worker,
-)
-from search.store._retry import RETRY_S, db_errors, retrying
+from search.store._query import candidates_frame, epochs_frame
+from search.store._retry import db_errors, retrying
 from search.store._schema import (
     VERSION_TABLE,
     check_schema,
@@ -61,33 +47,22 @@ from search.store._schema import (
 )
 from search.store._store import Store, new_worker_id
 from search.store._types import CandidateInfo, Heartbeat, JobInfo, WorkerInfo
-from search.vocabulary import CANDIDATE_STATES, FINAL_STATUSES, JOB_STATUSES
 
 __all__ = [
-    "BUSY_TIMEOUT_S",
-    "CANDIDATE_STATES",
     "DB_ENV_VAR",
     "DEFAULT_DB_URL",
-    "FINAL_STATUSES",
-    "JOB_STATUSES",
-    "RETRY_S",
-    "TABLE_PREFIX",
     "VERSION_TABLE",
-    "Base",
-    "Candidate",
     "CandidateInfo",
-    "Epoch",
+    "DatabaseError",
+    "DatabaseUnavailableError",
     "Heartbeat",
-    "Job",
     "JobInfo",
     "JobNotFoundError",
     "JobStateError",
     "LeaseLostError",
     "SchemaError",
-    "Stage",
     "Store",
     "StoreError",
-    "Worker",
     "WorkerInfo",
     "candidates_frame",
     "check_schema",
@@ -96,20 +71,14 @@ __all__ = [
     "display_url",
     "downgrade",
     "epochs_frame",
-    "fail_running_candidates",
-    "finish_candidate",
     "head_revision",
     "include_name",
-    "list_candidates",
     "make_engine",
     "missing_sqlite_file",
     "new_worker_id",
     "normalize_url",
     "optuna_storage",
-    "record_epoch",
     "resolve_db_url",
     "retrying",
-    "start_candidate",
-    "trials_done",
     "upgrade",
 ]

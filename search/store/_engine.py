@@ -74,8 +74,13 @@ def normalize_url(url: str) -> str:
     )
 
 
-def display_url(url: str) -> str:
-    """``url`` with any password masked, for messages."""
+def display_url(url: str | URL) -> str:
+    """``url`` with any password masked, for messages.
+
+    Example:
+        >>> display_url("postgresql+psycopg://me:secret@db/poolstride")
+        'postgresql+psycopg://me:***@db/poolstride'
+    """
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:

@@ -1,8 +1,30 @@
-"""Errors the store raises for conditions a caller is expected to handle."""
+"""Errors the store raises for conditions a caller is expected to handle.
+
+Every error from the database driver that reaches the store's callers is a
+:class:`DatabaseError` (:func:`database_errors` is the one place that turns one into the
+other), so a caller handles :class:`StoreError` and never SQLAlchemy's exceptions.
+"""
 
 from __future__ import annotations
 
-__all__ = ["JobNotFoundError", "JobStateError", "LeaseLostError", "SchemaError", "StoreError"]
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+
+from search.store._engine import display_url
+
+__all__ = [
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "JobNotFoundError",
+    "JobStateError",
+    "LeaseLostError",
+    "SchemaError",
+    "StoreError",
+    "database_errors",
+]
 
 
 class StoreError(Exception):
@@ -23,3 +45,40 @@ class JobStateError(StoreError):
 
 class LeaseLostError(StoreError):
     """The worker no longer holds the job: its lease expired and the job moved on."""
+
+
+class DatabaseError(StoreError):
+    """The database refused or failed a statement; the driver's exception is ``__cause__``."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database could not be reached or dropped the connection (worth retrying)."""
+
+
+@contextmanager
+def database_errors(url: str | URL) -> Iterator[None]:
+    """Raise a SQLAlchemy error from the block as a :class:`DatabaseError`, chained.
+
+    The message is one line, ``database <url>: <the driver's first line>``, with any password
+    masked; connection-level errors (``OperationalError``, ``InterfaceError``) become
+    :class:`DatabaseUnavailableError`. Other exceptions pass through unchanged.
+
+    Example:
+        >>> with database_errors("sqlite:///x.db"):
+        ...     raise sa_exc.OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+        Traceback (most recent call last):
+        ...
+        search.store._errors.DatabaseUnavailableError: database sqlite:///x.db: disk I/O error
+    """
+    try:
+        yield
+    except sa_exc.SQLAlchemyError as exc:
+        unavailable = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+        kind = DatabaseUnavailableError if unavailable else DatabaseError
+        raise kind(f"database {display_url(url)}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: sa_exc.SQLAlchemyError) -> str:
+    # The driver's own message, without SQLAlchemy's statement and "Background on this error".
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,7 +1,8 @@
 """poolstride's own tables (prefix ``ps_``); Optuna's tables share the database untouched.
 
-The Alembic migrations in ``alembic/versions`` must create exactly this metadata
-(``tests/store/test_migrations.py`` compares them).
+Private to the store: its queries are the only SQL written against these classes, and callers
+get plain dataclasses and frames. The migrations in ``search/store/migrations/versions`` must
+create exactly this metadata (``tests/store/test_migrations.py`` compares them).
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # JSON of search.datasets.DatasetFacts.to_dict(); NULL until a worker has loaded the data
+    dataset_facts: Mapped[str | None] = mapped_column(Text)
 
 
 # Claim order: highest priority first, then oldest.

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
+from search.store._errors import DatabaseUnavailableError
+
 __all__ = ["RETRY_S", "db_errors", "retrying"]
 
 log = logging.getLogger(__name__)
@@ -27,12 +29,22 @@ RETRY_S = 120.0
 def db_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "the database is unreachable right now".
 
-    SQLAlchemy's connection-level errors, and Optuna's wrapper of them (imported on first use,
-    so that importing the store does not import Optuna).
+    The store's own (:class:`DatabaseUnavailableError`, what its sessions raise), SQLAlchemy's
+    connection-level errors (from engines used directly, such as Optuna's), and Optuna's
+    wrapper of them (imported on first use, so that importing the store does not import Optuna).
+
+    Example:
+        >>> DatabaseUnavailableError in db_errors()
+        True
     """
     from optuna.exceptions import StorageInternalError
 
-    return (sa_exc.OperationalError, sa_exc.InterfaceError, StorageInternalError)
+    return (
+        DatabaseUnavailableError,
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        StorageInternalError,
+    )
 
 
 def retrying(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -1,9 +1,11 @@
 """Schema management: poolstride's Alembic migrations beside Optuna's own.
 
-poolstride's migrations live in ``alembic/`` at the repository root, found relative to this
-package's source (the project is installed in editable mode). They record their revision in
-``ps_alembic_version``: Optuna's storage owns ``alembic_version`` and refuses a database whose
-revision there it does not know. Autogenerate only sees tables named ``ps_*``.
+poolstride's migrations ship inside this package, in ``search/store/migrations`` (package
+data, as Optuna ships its own), so an installed poolstride upgrades a database without its
+source tree; ``alembic.ini`` at the repository root points the ``alembic`` command there. They
+record their revision in ``ps_alembic_version``: Optuna's storage owns ``alembic_version`` and
+refuses a database whose revision there it does not know. Autogenerate only sees tables named
+``ps_*``.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from search.store._engine import display_url, make_engine, optuna_storage, write_engine
-from search.store._errors import SchemaError
+from search.store._errors import SchemaError, database_errors
 from search.store._models import TABLE_PREFIX
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 __all__ = [
-    "ALEMBIC_DIR",
+    "MIGRATIONS_DIR",
     "VERSION_TABLE",
     "alembic_config",
     "check_schema",
@@ -39,7 +41,7 @@ __all__ = [
     "upgrade",
 ]
 
-ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "ps_alembic_version"
 UPGRADE_HINT = "run `poolstride db upgrade`"
 
@@ -58,10 +60,10 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
 
 def alembic_config(engine: Engine | None = None) -> Config:
     """An Alembic config for poolstride's migrations; with ``engine``, they run on it."""
-    if not (ALEMBIC_DIR / "env.py").is_file():
-        raise SchemaError(f"poolstride's migrations are missing from {ALEMBIC_DIR}")
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise SchemaError(f"poolstride's migrations are missing from {MIGRATIONS_DIR}")
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
         config.attributes["engine"] = engine
     return config
@@ -77,8 +79,13 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision recorded in the database, or ``None`` if it has no poolstride schema."""
-    with engine.connect() as conn:
+    """The revision recorded in the database, or ``None`` if it has no poolstride schema.
+
+    Raises:
+        DatabaseError: the database failed the read (:class:`DatabaseUnavailableError`: could
+            not be reached).
+    """
+    with database_errors(engine.url), engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
 
@@ -89,11 +96,12 @@ def check_schema(engine: Engine) -> None:
     Raises:
         SchemaError: one line that names ``poolstride db upgrade`` (or says poolstride is older
             than the database).
+        DatabaseError: the database failed the read (see :func:`current_revision`).
     """
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
-    where = display_url(engine.url.render_as_string(hide_password=False))
+    where = display_url(engine.url)
     if current is None:
         raise SchemaError(f"database {where} has no poolstride schema: {UPGRADE_HINT}")
     known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
@@ -110,27 +118,37 @@ def check_schema(engine: Engine) -> None:
 def upgrade(url: str, revision: str = "head") -> str:
     """Create or upgrade Optuna's tables and poolstride's; return poolstride's new revision.
 
+    Raises:
+        DatabaseError: the database failed (:class:`DatabaseUnavailableError`: could not be
+            reached).
+
     Example:
         >>> upgrade("sqlite:///poolstride.db")  # doctest: +SKIP
-        '0001'
+        '0002'
     """
-    _upgrade_optuna(url)
-    engine = make_engine(url)
-    try:
-        command.upgrade(alembic_config(write_engine(engine)), revision)
-        return current_revision(engine) or "base"
-    finally:
-        engine.dispose()
+    with database_errors(url):
+        _upgrade_optuna(url)
+        engine = make_engine(url)
+        try:
+            command.upgrade(alembic_config(write_engine(engine)), revision)
+            return current_revision(engine) or "base"
+        finally:
+            engine.dispose()
 
 
 def downgrade(url: str, revision: str) -> str | None:
-    """Downgrade poolstride's tables (never Optuna's) to ``revision`` (``"base"``: drop them)."""
-    engine = make_engine(url)
-    try:
-        command.downgrade(alembic_config(write_engine(engine)), revision)
-        return current_revision(engine)
-    finally:
-        engine.dispose()
+    """Downgrade poolstride's tables (never Optuna's) to ``revision`` (``"base"``: drop them).
+
+    Raises:
+        DatabaseError: as :func:`upgrade`.
+    """
+    with database_errors(url):
+        engine = make_engine(url)
+        try:
+            command.downgrade(alembic_config(write_engine(engine)), revision)
+            return current_revision(engine)
+        finally:
+            engine.dispose()
 
 
 def _upgrade_optuna(url: str) -> None:

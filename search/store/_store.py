@@ -1,9 +1,13 @@
-"""The :class:`Store`: an engine, transaction scopes, the job queue and worker liveness.
+"""The :class:`Store`: an engine, transaction scopes, the job queue, candidates and workers.
 
 Every queue operation is one short transaction that takes its row lock up front (``FOR UPDATE``
 on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so two workers never both act on one job.
 Times come from :func:`search.store._engine.db_now`: the server clock on PostgreSQL, this
 machine's UTC clock on SQLite.
+
+The candidate writes are idempotent, so a retried call (a worker that crashed and resumed, a
+write repeated after a lost connection) counts nothing twice: candidates are keyed by
+``(job_id, trial_number)`` and epochs by ``(candidate_id, epoch)``.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, func, inspect, or_, select, text
+from sqlalchemy import Engine, and_, delete, func, inspect, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from search.config import JobConfig
 from search.cost import Cost
+from search.datasets import DatasetFacts
 from search.space import ArchSpec
-from search.store import _candidates
 from search.store._engine import (
     db_now,
     display_url,
@@ -31,11 +37,24 @@ from search.store._engine import (
     normalize_url,
     write_engine,
 )
-from search.store._errors import JobNotFoundError, JobStateError, LeaseLostError, SchemaError
-from search.store._models import Candidate, Job, Worker
+from search.store._errors import (
+    JobNotFoundError,
+    JobStateError,
+    LeaseLostError,
+    SchemaError,
+    database_errors,
+)
+from search.store._models import Candidate, Epoch, Job, Stage, Worker
+from search.store._query import candidates_query
 from search.store._schema import UPGRADE_HINT, check_schema, upgrade
-from search.store._types import Heartbeat, JobInfo, WorkerInfo
-from search.vocabulary import FINAL_STATUSES, JOB_STATUSES
+from search.store._types import CandidateInfo, Heartbeat, JobInfo, WorkerInfo
+from search.vocabulary import (
+    FINAL_CANDIDATE_STATES,
+    FINAL_STATUSES,
+    JOB_STATUSES,
+    STAGE_KEYS,
+    CandidateState,
+)
 
 __all__ = ["Store", "new_worker_id"]
 
@@ -51,7 +70,7 @@ def new_worker_id() -> str:
 
 
 class Store:
-    """poolstride's tables on one database: sessions, the job queue and workers.
+    """poolstride's tables on one database: sessions, the job queue, candidates and workers.
 
     Example:
         >>> store = Store.open("sqlite:///poolstride.db")  # doctest: +SKIP
@@ -75,6 +94,10 @@ class Store:
                 first, as ``poolstride db upgrade`` would. Existing databases are never upgraded
                 implicitly.
             check: Verify the schema revision (:class:`SchemaError` if out of date).
+
+        Raises:
+            SchemaError: no SQLite file there (and no ``create``), or the schema is not current.
+            DatabaseUnavailableError: the database could not be reached.
         """
         url = normalize_url(url)
         if missing_sqlite_file(url):
@@ -109,11 +132,18 @@ class Store:
         any read-then-write, or the upgrade from reader to writer can fail at once when another
         process writes.
 
+        Raises:
+            DatabaseUnavailableError: the database could not be reached or dropped the
+                connection (:func:`search.store.retrying` retries it).
+            DatabaseError: the database failed a statement, the commit included. Both are
+                chained to SQLAlchemy's exception; other exceptions pass through unchanged.
+
         Example:
             >>> with store.session() as s:  # doctest: +SKIP
-            ...     s.scalar(select(func.count()).select_from(Job))
+            ...     s.scalar(text("SELECT COUNT(*) FROM ps_jobs"))
         """
         with (
+            database_errors(self.engine.url),
             Session(
                 self._write_engine if write else self.engine, expire_on_commit=False
             ) as session,
@@ -327,7 +357,26 @@ class Store:
                 job.attempts = max(job.attempts - 1, 0)
             return _info(job, _trials_done(s, job_id))
 
-    # -- candidates (the runner's writes; see search.store._candidates) ---------------------
+    def record_dataset(self, job_id: int, facts: DatasetFacts) -> None:
+        """Keep what a worker learnt about the job's dataset (:attr:`JobInfo.dataset`).
+
+        Recording the same facts again changes nothing; different facts (the data changed
+        between attempts) replace them.
+
+        Raises:
+            JobNotFoundError: no job has that id.
+
+        Example:
+            >>> facts = DatasetFacts(10, (1, 8, 8), (0.3,), (0.2,))
+            >>> store.record_dataset(1, facts)  # doctest: +SKIP
+        """
+        stored = json.dumps(facts.to_dict(), sort_keys=True)
+        with self.session(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            if job.dataset_facts != stored:
+                job.dataset_facts, job.updated_at = stored, db_now(s)
+
+    # -- candidates: the runner's writes ---------------------------------------------------
 
     def start_candidate(
         self,
@@ -342,19 +391,56 @@ class Store:
         worker_id: str | None,
         epochs_total: int,
     ) -> int:
-        """:func:`search.store.start_candidate` in a transaction of its own."""
-        return _candidates.start_candidate(
-            self,
-            job_id=job_id,
-            trial_number=trial_number,
-            optuna_trial_id=optuna_trial_id,
-            arch=arch,
-            cost=cost,
-            seed=seed,
-            attempt=attempt,
-            worker_id=worker_id,
-            epochs_total=epochs_total,
-        )
+        """Record that a trial started training ``arch``; returns the candidate id.
+
+        Calling it again for the same ``(job_id, trial_number)`` (the trial re-run after a
+        crash) resets that candidate to ``running`` and forgets its curve and metrics.
+
+        Example:
+            >>> cost = arch_cost(arch, input_shape=(1, 28, 28))  # doctest: +SKIP
+            >>> cid = store.start_candidate(job_id=1, trial_number=0, optuna_trial_id=1,
+            ...                             arch=arch, cost=cost, seed=0, attempt=1,
+            ...                             worker_id="w1", epochs_total=2)  # doctest: +SKIP
+        """
+        with self.session(write=True) as s:
+            values: dict[str, Any] = {
+                "job_id": job_id,
+                "trial_number": trial_number,
+                "optuna_trial_id": optuna_trial_id,
+                "state": "running",
+                "arch_json": arch.canonical_json(),
+                "arch_hash": arch.hash(),
+                "val_acc": None,
+                "test_acc": None,
+                "flops": cost.flops,
+                "params": cost.params,
+                "activation_bytes": cost.activation_bytes,
+                "receptive_field": cost.receptive_field,
+                "latency_ms": None,
+                "train_s": None,
+                "epochs_done": 0,
+                "epochs_total": epochs_total,
+                "device": None,
+                "seed": seed,
+                "attempt": attempt,
+                "worker_id": worker_id,
+                "error": None,
+                "started_at": db_now(s),
+                "finished_at": None,
+            }
+            insert = _insert_for(s)(Candidate).values(**values)
+            insert = insert.on_conflict_do_update(
+                index_elements=["job_id", "trial_number"],
+                set_={k: insert.excluded[k] for k in values if k not in ("job_id", "trial_number")},
+            )
+            candidate_id: int = s.execute(insert.returning(Candidate.id)).scalar_one()
+            s.execute(delete(Epoch).where(Epoch.candidate_id == candidate_id))
+            s.execute(delete(Stage).where(Stage.candidate_id == candidate_id))
+            s.add_all(
+                Stage(candidate_id=candidate_id, stage=i, **{k: getattr(st, k) for k in STAGE_KEYS})
+                for i, st in enumerate(arch.stages, 1)
+            )
+            return candidate_id
 
     def record_epoch(
         self,
@@ -365,15 +451,37 @@ class Store:
         train_loss: float | None,
         seconds: float | None,
     ) -> None:
-        """:func:`search.store.record_epoch` in a transaction of its own."""
-        _candidates.record_epoch(
-            self,
-            candidate_id=candidate_id,
-            epoch=epoch,
-            val_acc=val_acc,
-            train_loss=train_loss,
-            seconds=seconds,
-        )
+        """Record (or overwrite) epoch ``epoch`` (from 1) of a candidate's learning curve.
+
+        The candidate's ``epochs_done`` and ``val_acc`` follow its latest epoch.
+
+        Raises:
+            LookupError: no candidate has that id.
+
+        Example:
+            >>> store.record_epoch(candidate_id=cid, epoch=1, val_acc=0.91, train_loss=0.4,
+            ...                    seconds=1.2)  # doctest: +SKIP
+        """
+        if epoch < 1:
+            raise ValueError(f"epoch {epoch} must be at least 1")
+        with self.session(write=True) as s:
+            candidate = _candidate(s, candidate_id)
+            insert = _insert_for(s)(Epoch).values(
+                candidate_id=candidate_id,
+                epoch=epoch,
+                val_acc=val_acc,
+                train_loss=train_loss,
+                seconds=seconds,
+            )
+            s.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["candidate_id", "epoch"],
+                    set_={k: insert.excluded[k] for k in ("val_acc", "train_loss", "seconds")},
+                )
+            )
+            if epoch >= candidate.epochs_done:
+                candidate.epochs_done = epoch
+                candidate.val_acc = val_acc
 
     def finish_candidate(
         self,
@@ -388,27 +496,74 @@ class Store:
         error: str | None = None,
         epochs_done: int | None = None,
     ) -> None:
-        """:func:`search.store.finish_candidate` in a transaction of its own."""
-        _candidates.finish_candidate(
-            self,
-            candidate_id=candidate_id,
-            state=state,
-            val_acc=val_acc,
-            test_acc=test_acc,
-            latency_ms=latency_ms,
-            train_s=train_s,
-            device=device,
-            error=error,
-            epochs_done=epochs_done,
-        )
+        """End a candidate as ``complete``, ``pruned`` or ``failed`` with its final metrics.
+
+        A metric left ``None`` keeps its stored value (``val_acc`` that of the latest epoch).
+
+        Raises:
+            LookupError: no candidate has that id.
+
+        Example:
+            >>> store.finish_candidate(candidate_id=cid, state="complete", val_acc=0.93,
+            ...                        test_acc=0.92, device="cpu")  # doctest: +SKIP
+        """
+        if state not in FINAL_CANDIDATE_STATES:
+            raise ValueError(f"state {state!r} is not one of {', '.join(FINAL_CANDIDATE_STATES)}")
+        with self.session(write=True) as s:
+            candidate = _candidate(s, candidate_id)
+            candidate.state, candidate.error = state, error
+            candidate.finished_at = db_now(s)
+            for key, value in (
+                ("val_acc", val_acc),
+                ("test_acc", test_acc),
+                ("latency_ms", latency_ms),
+                ("train_s", train_s),
+                ("device", device),
+                ("epochs_done", epochs_done),
+            ):
+                if value is not None:
+                    setattr(candidate, key, value)
 
     def fail_running_candidates(self, *, job_id: int, error: str) -> int:
-        """:func:`search.store.fail_running_candidates` in a transaction of its own."""
-        return _candidates.fail_running_candidates(self, job_id=job_id, error=error)
+        """Mark the job's ``running`` candidates ``failed`` with ``error`` (their worker died);
+        returns how many.
+
+        Example:
+            >>> store.fail_running_candidates(job_id=1, error="worker lost")  # doctest: +SKIP
+            2
+        """
+        with self.session(write=True) as s:
+            stale = s.scalars(
+                select(Candidate)
+                .where(Candidate.job_id == job_id, Candidate.state == "running")
+                .with_for_update()
+            ).all()
+            now = db_now(s)
+            for candidate in stale:
+                candidate.state, candidate.error, candidate.finished_at = "failed", error, now
+            return len(stale)
+
+    def list_candidates(
+        self, job_id: int, *, state: CandidateState | None = None
+    ) -> list[CandidateInfo]:
+        """The job's candidates in trial order, optionally only those in ``state``.
+
+        Example:
+            >>> [c.arch_hash for c in store.list_candidates(1, state="complete")]  # doctest: +SKIP
+        """
+        with self.session() as s:
+            rows = s.execute(candidates_query(job_id, state)).mappings().all()
+        return [CandidateInfo(**row) for row in rows]
 
     def trials_done(self, job_id: int) -> int:
-        """How many of the job's candidates are ``complete``."""
-        return _candidates.trials_done(self, job_id)
+        """How many of the job's candidates are ``complete``.
+
+        Example:
+            >>> store.trials_done(1)  # doctest: +SKIP
+            12
+        """
+        with self.session() as s:
+            return _trials_done(s, job_id)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -495,7 +650,26 @@ def _held(s: Session, job_id: int, worker_id: str) -> Job:
 
 
 def _trials_done(s: Session, job_id: int) -> int:
-    return _candidates.trials_done(s, job_id)
+    return (
+        s.scalar(
+            select(func.count())
+            .select_from(Candidate)
+            .where(Candidate.job_id == job_id, Candidate.state == "complete")
+        )
+        or 0
+    )
+
+
+def _candidate(s: Session, candidate_id: int) -> Candidate:
+    candidate = s.get(Candidate, candidate_id, with_for_update=True)
+    if candidate is None:
+        raise LookupError(f"no candidate {candidate_id}")
+    return candidate
+
+
+def _insert_for(s: Session) -> Any:
+    # the dialects' INSERT, for ON CONFLICT DO UPDATE (an upsert in one statement)
+    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _study_name(s: Session, job_id: int) -> str:
@@ -531,4 +705,7 @@ def _info(job: Job, trials_done: int) -> JobInfo:
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
+        dataset=(
+            DatasetFacts.from_dict(json.loads(job.dataset_facts)) if job.dataset_facts else None
+        ),
     )

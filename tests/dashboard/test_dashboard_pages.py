@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,18 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from streamlit.testing.v1 import AppTest
 
+import dashboard._data
+import search.query
+import search.store
 from dashboard._data import read_only_engine
-from search.analysis import stage_analysis
+from dashboard.tables import fmt_time
+from search.analysis import describe_effect, paired_effects, stage_analysis
+from search.config import JobConfig
+from search.cost import arch_cost
+from search.datasets import DatasetFacts
 from search.query import load_candidates
-from search.store import Store
+from search.space import ArchSpec
+from search.store import Store, upgrade
 
 OpenPage = Callable[..., AppTest]
 
@@ -46,7 +56,13 @@ def test_queue_shows_a_finished_job_and_its_worker(
     jobs, workers = (d.value for d in at.dataframe)
     row = jobs.set_index("job").loc[finished_job.job_id]
     assert (row["status"], row["trials"], row["progress"]) == ("succeeded", "8/8", 1.0)
-    assert row["finished"] != "-"
+    with Store.open(finished_job.url) as store:
+        job = store.get_job(finished_job.job_id)
+    assert (row["created"], row["finished"]) == (
+        fmt_time(job.created_at),
+        fmt_time(job.finished_at),
+    )
+    assert "error" not in jobs.columns and not at.code  # no job failed
     assert len(workers) == 1 and workers.iloc[0]["status"] == "stopped"
     assert not at.get("progress")  # nothing is running
     assert any("No job is queued or running." in c.value for c in at.caption)
@@ -70,6 +86,22 @@ def test_queue_shows_a_running_jobs_progress(
     assert any("Refreshes every" in c.value for c in at.caption)
 
 
+def test_queue_shows_a_failed_jobs_error_whole(db_url: str, open_page: OpenPage) -> None:
+    error = "RuntimeError: " + "a long reason, " * 30
+    config = JobConfig.from_mapping({"dataset": "digits", "trials": 2, "epochs": 1})
+    with Store.open(db_url) as store:
+        job = store.submit(replace(config, name="doomed"))
+        store.register_worker("w")
+        assert store.claim("w", lease_seconds=60) is not None
+        store.finish_job(job.id, "w", "failed", error=error)
+    at = open_page(db_url)
+    jobs = at.dataframe[0].value
+    assert jobs.set_index("job").loc[job.id, "status"] == "failed"
+    assert [c.value for c in at.code] == [error]
+    assert at.code[0].proto.wrap_lines  # read in full, not cut at the window's edge
+    assert f"**Job {job.id} (doomed, failed)**" in [m.value for m in at.markdown]
+
+
 def test_pareto_front_equals_the_cli(finished_job: FinishedJob, open_page: OpenPage) -> None:
     cli = json.loads(
         poolstride(
@@ -80,17 +112,32 @@ def test_pareto_front_equals_the_cli(finished_job: FinishedJob, open_page: OpenP
     table = at.dataframe[0].value
     assert table["trial"].tolist() == [row["trial"] for row in cli]
     assert table["val_acc"].tolist() == [row["val_acc"] for row in cli]
+    # as the Trials table: metrics first, the widths and depths the job fixed left out
+    assert table.columns.tolist()[:5] == ["trial", "val_acc", "test_acc", "flops", "params"]
+    assert not {"s1.width", "s1.depth", "s2.width", "s2.depth"} & set(table.columns)
     scatter, history = _figures(at)
-    front = next(t for t in scatter["data"] if t["name"] == "Pareto front")
-    assert sorted(p[0] for p in front["customdata"]) == sorted(r["trial"] for r in cli)
-    # every complete candidate is a point, coloured by s2.downsample (the default)
-    complete = _frame(finished_job, where=["state=complete"])
-    points = [p[0] for t in scatter["data"] for p in t["customdata"]]
-    assert sorted(points) == sorted(complete["trial"])
-    others = [t["name"] for t in scatter["data"] if t["name"] != "Pareto front"]
-    assert all(name.startswith("s2.downsample=") for name in others)
-    assert "s1 " in front["customdata"][0][1]  # hover names the architecture
-    assert _values(history["data"][0]["x"]) == sorted(complete["trial"])
+    traces = scatter["data"]
+    members = [t for t in traces if t["name"].endswith(" on the front")]
+    assert sorted(p[0] for t in members for p in t["customdata"]) == sorted(r["trial"] for r in cli)
+    # every complete candidate is one point, coloured by s2.downsample (the default)
+    complete = _frame(finished_job, where=["state=complete"]).set_index("trial")
+    points = [p[0] for t in traces if t["name"] != "Pareto front" for p in t["customdata"]]
+    assert sorted(points) == sorted(complete.index)
+    # one legend entry per value of the job's candidates, front members listed under theirs
+    groups = {t["name"]: t for t in traces if t.get("showlegend", True)}
+    assert set(groups) == {
+        "Pareto front",
+        *(f"s2.downsample={v}" for v in complete["s2.downsample"]),
+    }
+    for member in members:
+        # a front member is drawn in its group's colour, and has the group's value
+        group = groups[member["legendgroup"]]
+        assert member["marker"]["color"] == group["marker"]["color"]
+        value = member["legendgroup"].split("=")[1]
+        assert {complete.loc[p[0], "s2.downsample"] for p in member["customdata"]} == {value}
+    first = members[0]["customdata"][0]
+    assert first[1].startswith(f"s1 {complete.loc[first[0], 's1.downsample']} ")  # the hover
+    assert _values(history["data"][0]["x"]) == sorted(complete.index)
 
 
 def test_pareto_other_objectives_and_colour(
@@ -114,8 +161,10 @@ def test_pareto_other_objectives_and_colour(
     )
     assert at.dataframe[0].value["trial"].tolist() == [row["trial"] for row in cli]
     scatter = _figures(at)[0]
-    assert scatter["layout"]["xaxis"]["title"]["text"].startswith("params")
-    assert {t["name"].split("=")[0] for t in scatter["data"]} <= {"s1.kernel", "Pareto front"}
+    assert scatter["layout"]["xaxis"]["title"]["text"] == "params (minimize)"
+    kernels = sorted(set(_frame(finished_job, where=["state=complete"])["s1.kernel"]))
+    groups = [t["name"] for t in scatter["data"] if not t["name"].endswith(" on the front")]
+    assert groups == [*(f"s1.kernel={k}" for k in kernels), "Pareto front"]
 
 
 def test_stages_page_charts_the_analysis(finished_job: FinishedJob, open_page: OpenPage) -> None:
@@ -129,8 +178,18 @@ def test_stages_page_charts_the_analysis(finished_job: FinishedJob, open_page: O
         bars = fig["data"][0]  # accuracy of the downsample column
         assert _values(bars["x"]) == [str(v) for v in mine["value"]]
         assert _values(bars["y"]) == pytest.approx(mine["val_acc_mean"].tolist())
-    words = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
-    assert "Matched pairs" in words or "no matched-pair effect" in words
+    effects = paired_effects(_frame(finished_job, where=["state=complete"]))
+    words = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    for stage in (1, 2):
+        sentences = [describe_effect(e) for e in effects[effects.stage == stage].to_dict("records")]
+        expected = (
+            "**Matched pairs** (architectures that differ in this one choice):\n"
+            + "\n".join(f"- {s}" for s in sentences)
+            if sentences
+            else "No two candidates differ in a single choice of this stage, so there "
+            "is no matched-pair effect to report."
+        )
+        assert expected in words
 
 
 def test_trials_page_filters_like_the_cli(
@@ -161,10 +220,56 @@ def test_trials_page_filters_like_the_cli(
         ).stdout
     )
     assert at.dataframe[0].value["trial"].tolist() == [row["trial"] for row in cli]
+    assert f"{len(cli):,} of job {finished_job.job_id}'s candidates match" in at.caption[0].value
 
     at.text_input(key="trials_where").input("s1.kernel=4x").run()
     assert not at.exception
     assert "needs a number" in at.error[0].value
+
+
+def test_trials_table_leads_with_what_is_filtered_and_drops_fixed_columns(
+    finished_job: FinishedJob, open_page: OpenPage
+) -> None:
+    # the job searched 2 stages of fixed widths 8 and 16 and depth 1
+    at = open_page(finished_job.url, "trials.py", job=finished_job.job_id)
+    assert at.dataframe[0].value.columns.tolist()[:6] == [
+        "trial",
+        "val_acc",
+        "test_acc",
+        "flops",
+        "params",
+        "state",
+    ]
+    fixed = {"s1.width", "s1.depth", "s2.width", "s2.depth"}
+    assert not fixed & set(at.dataframe[0].value.columns)
+    at.text_input(key="trials_where").input("s2.width=16")
+    at.text_input(key="trials_sort").input("-s1.kernel").run()
+    shown = at.dataframe[0].value
+    assert shown.columns.tolist()[:4] == ["trial", "s2.width", "s1.kernel", "val_acc"]
+    assert not {"s1.width", "s1.depth", "s2.depth"} & set(shown.columns)
+
+
+def test_trials_page_reads_only_the_curves_it_draws(
+    finished_job: FinishedJob, open_page: OpenPage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[Any] = []
+
+    def epochs_frame(store: Store, job_id: int, *, trials: Any = None) -> Any:
+        read.append(("epochs", trials))
+        return search.store.epochs_frame(store, job_id, trials=trials)
+
+    def count_candidates(store: Store, job_id: int, *, where: Any = ()) -> int:
+        read.append(("count", tuple(where)))
+        return search.query.count_candidates(store, job_id, where=where)
+
+    monkeypatch.setattr(dashboard._data, "epochs_frame", epochs_frame)
+    monkeypatch.setattr(dashboard._data, "count_candidates", count_candidates)
+    at = open_page(finished_job.url, "trials.py", job=finished_job.job_id, where="state=complete")
+    assert read == [("count", ("state=complete",)), ("epochs", (0, 1, 2, 3, 4))]
+    curves = _figures(at)[0]["data"]
+    with Store.open(finished_job.url) as store:
+        expected = search.store.epochs_frame(store, finished_job.job_id, trials=[0])
+    assert _values(curves[0]["y"]) == expected["val_acc"].tolist()
 
 
 def test_architecture_page_draws_a_candidate_and_a_diff(
@@ -174,16 +279,92 @@ def test_architecture_page_draws_a_candidate_and_a_diff(
     at = open_page(finished_job.url, "architecture.py", job=finished_job.job_id, trial=3, a=3, b=5)
     parts = at.dataframe[0].value
     assert parts["part"].tolist() == ["stem", "s1", "s2", "head"]
-    # the per-part costs add up to what the search stored for the candidate
-    assert parts["params"].sum() == frame.loc[3, "params"]
-    assert parts["FLOPs"].sum() == frame.loc[3, "flops"]
+    # the per-part costs, written with thousands separators, add up to what the search stored
+    # (digits has 10 classes)
+    assert sum(int(p.replace(",", "")) for p in parts["params"]) == frame.loc[3, "params"]
+    assert sum(int(f.replace(",", "")) for f in parts["FLOPs"]) == frame.loc[3, "flops"]
+    assert all(re.fullmatch(r"\d{1,3}(,\d{3})*", f) for f in parts["FLOPs"])
     assert parts.loc[1, "downsample"] == frame.loc[3, "s1.downsample"]
     assert parts.loc[2, "output"] == "16×2×2"  # 8×8 digits halved twice
+    assert parts.loc[3, "output"] == "10×1×1"
     assert "digraph" in at.get("graphviz_chart")[0].proto.spec
+    assert [m.value for m in at.metric][:4] == [
+        f"{frame.loc[3, 'val_acc']:.4f}",
+        f"{frame.loc[3, 'test_acc']:.4f}",
+        f"{frame.loc[3, 'params']:,}",
+        f"{frame.loc[3, 'flops']:,}",
+    ]
+    code = at.code[0]
+    assert json.loads(code.value)["stages"][0]["kernel"] == frame.loc[3, "s1.kernel"]
+    assert code.proto.wrap_lines  # the whole architecture is readable, not cut at the edge
     diff = next(d.value for d in at.dataframe if "differs" in d.value.columns).set_index("key")
     for key in ("s1.downsample", "s2.skip", "val_acc"):
         differs = str(frame.loc[3, key]) != str(frame.loc[5, key])
         assert bool(diff.loc[key, "differs"]) == differs
+    assert diff.loc["flops", "A"] == f"{frame.loc[3, 'flops']:,}"
+    assert not at.info  # the class count is known
+
+
+def test_architecture_page_reads_the_recorded_class_count(
+    tmp_path: Path, open_page: OpenPage
+) -> None:
+    url = f"sqlite:///{tmp_path / 'classes.db'}"
+    upgrade(url)
+    arch = ArchSpec.from_dict(
+        {"stages": [{"downsample": "max", "kernel": 3, "skip": "none", "width": 8}] * 2}
+    )
+    with Store.open(url) as store:
+        recorded, unknown = (_one_candidate_job(store, arch, facts) for facts in (FACTS_7, None))
+    at = open_page(url, "architecture.py", job=recorded, trial=0)
+    parts = at.dataframe[0].value.set_index("part")
+    # 7 classes, as the worker recorded: the head's 8·7 + 7 parameters, the stored total
+    assert parts.loc["head", ["params", "output"]].tolist() == ["63", "7×1×1"]
+    stored = arch_cost(arch, input_shape=(1, 8, 8), num_classes=7).params
+    assert sum(int(p.replace(",", "")) for p in parts["params"]) == stored
+    assert not at.info
+
+    at = open_page(url, "architecture.py", job=unknown, trial=0)
+    parts = at.dataframe[0].value.set_index("part")
+    assert parts.loc["head", ["params", "FLOPs", "output"]].tolist() == ["-", "-", "?×1×1"]
+    assert parts.loc["s1", "params"] != "-"
+    assert [i.value for i in at.info] == [
+        f"The class count of job {unknown}'s dataset (npz) is unknown: no worker has recorded "
+        "it for this job and the dataset's name does not fix it. The head's parameters and "
+        "FLOPs are left blank."
+    ]
+
+
+FACTS_7 = DatasetFacts(7, (1, 8, 8), (0.5,), (0.25,))
+
+
+def _one_candidate_job(store: Store, arch: ArchSpec, facts: DatasetFacts | None) -> int:
+    """An npz job (its name does not fix the class count) with one complete candidate."""
+    config = JobConfig.from_mapping(
+        {
+            "dataset": "npz",
+            "data_dir": "/data/x.npz",
+            "trials": 1,
+            "epochs": 1,
+            "space": {"stages": 2, "widths": [8, 8], "input": "1x8x8"},
+        }
+    )
+    job = store.submit(config)
+    if facts is not None:
+        store.record_dataset(job.id, facts)
+    classes = facts.num_classes if facts else 10
+    cid = store.start_candidate(
+        job_id=job.id,
+        trial_number=0,
+        optuna_trial_id=None,
+        arch=arch,
+        cost=arch_cost(arch, input_shape=(1, 8, 8), num_classes=classes),
+        seed=0,
+        attempt=1,
+        worker_id="w",
+        epochs_total=1,
+    )
+    store.finish_candidate(candidate_id=cid, state="complete", val_acc=0.5, train_s=0.1)
+    return job.id
 
 
 def test_the_database_is_read_only(db_url: str) -> None:

@@ -87,3 +87,45 @@ def test_mask_matches_brute_force_on_random_points() -> None:
 def test_unknown_objective_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown objective 'nope'"):
         pareto_front(known(), ["val_acc", "nope"])
+
+
+def _slicing_hv(points: np.ndarray, ref: np.ndarray) -> float:
+    """The exact slicing recursion poolstride used before moocore: the oracle below."""
+    points = points[np.all(points < ref, axis=1)]
+    if len(points) == 0:
+        return 0.0
+    if points.shape[1] == 1:
+        return float(ref[0] - points[:, 0].min())
+    order = np.argsort(points[:, -1], kind="stable")
+    pts = points[order]
+    cuts = np.r_[pts[:, -1], ref[-1]]
+    volume = 0.0
+    for i in range(len(pts)):
+        depth = cuts[i + 1] - cuts[i]
+        if depth > 0:
+            below = pts[: i + 1, :-1]
+            volume += depth * _slicing_hv(below[pareto_mask(below)], ref[:-1])
+    return volume
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_many_objective_hypervolume_equals_the_slicing_recursion(k: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # points near a sphere make large fronts; duplicates and points beyond the reference too
+    raw = rng.random((40, k))
+    raw = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    raw = np.vstack([raw, raw[:3], np.full((1, k), 1.2)])
+    names = ["val_acc", "flops", "params", "activation_bytes", "latency_ms"][:k]
+    df = pd.DataFrame({n: raw[:, i] for i, n in enumerate(names)})
+    df["val_acc"] = 1.0 - df["val_acc"]  # a maximised accuracy, loss 1 - value
+    losses = np.column_stack(
+        [1.0 - df["val_acc"], *(df[n] / df[n].max() for n in names[1:])]
+    ).astype(np.float64)
+    ref = np.array([1.0, *([1.1] * (k - 1))])
+    expected = _slicing_hv(np.unique(losses[pareto_mask(losses)], axis=0), ref)
+    assert expected > 0
+    assert hypervolume(df, names) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    history = hypervolume_history(df.assign(trial=range(len(df))), names)
+    assert history["hypervolume"].iloc[-1] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert history["hypervolume"].is_monotonic_increasing

@@ -15,7 +15,8 @@ from optuna.trial import create_trial
 from sqlalchemy import text, update
 
 from search.space import DOWNSAMPLES, KERNELS, SKIPS
-from search.store import Base, Candidate, Store, normalize_url, optuna_storage
+from search.store import Store, normalize_url, optuna_storage
+from search.store._models import Base, Candidate
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 BEGIN, END = "<!-- BEGIN GENERATED TABLES -->", "<!-- END GENERATED TABLES -->"

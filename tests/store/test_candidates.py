@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from search.config import JobConfig
 from search.cost import arch_cost
 from search.space import ArchSpec
-from search.store import (
-    Candidate,
-    Epoch,
-    Stage,
-    Store,
-    candidates_frame,
-    epochs_frame,
-    fail_running_candidates,
-    finish_candidate,
-    list_candidates,
-    record_epoch,
-    start_candidate,
-    trials_done,
-)
+from search.store import Store, candidates_frame, epochs_frame
+from search.store._models import Candidate, Epoch, Stage
 
 ARCH = ArchSpec.from_dict(
     {
@@ -52,8 +39,7 @@ def _job(store: Store) -> int:
 
 
 def _start(store: Store, job_id: int, trial: int, arch: ArchSpec = ARCH, attempt: int = 1) -> int:
-    return start_candidate(
-        store,
+    return store.start_candidate(
         job_id=job_id,
         trial_number=trial,
         optuna_trial_id=trial + 1,
@@ -74,10 +60,10 @@ def _count(store: Store, model: type) -> int:
 def test_start_candidate_is_an_upsert_that_resets_a_rerun(store: Store) -> None:
     job = _job(store)
     cid = _start(store, job, 0)
-    record_epoch(store, candidate_id=cid, epoch=1, val_acc=0.5, train_loss=1.0, seconds=0.1)
+    store.record_epoch(candidate_id=cid, epoch=1, val_acc=0.5, train_loss=1.0, seconds=0.1)
     again = _start(store, job, 0, arch=OTHER, attempt=2)
     assert again == cid
-    (cand,) = list_candidates(store, job)
+    (cand,) = store.list_candidates(job)
     assert (cand.arch_hash, cand.attempt, cand.epochs_done, cand.state) == (
         OTHER.hash(),
         2,
@@ -94,44 +80,44 @@ def test_start_candidate_is_an_upsert_that_resets_a_rerun(store: Store) -> None:
 def test_epochs_upsert_and_follow_the_latest(store: Store) -> None:
     cid = _start(store, _job(store), 0)
     for _ in range(2):  # a repeated report counts once
-        record_epoch(store, candidate_id=cid, epoch=1, val_acc=0.5, train_loss=1.0, seconds=0.1)
-        record_epoch(store, candidate_id=cid, epoch=2, val_acc=0.7, train_loss=0.8, seconds=0.1)
+        store.record_epoch(candidate_id=cid, epoch=1, val_acc=0.5, train_loss=1.0, seconds=0.1)
+        store.record_epoch(candidate_id=cid, epoch=2, val_acc=0.7, train_loss=0.8, seconds=0.1)
     assert _count(store, Epoch) == 2
-    record_epoch(store, candidate_id=cid, epoch=1, val_acc=0.55, train_loss=1.0, seconds=0.1)
-    (cand,) = list_candidates(store, 1)
+    store.record_epoch(candidate_id=cid, epoch=1, val_acc=0.55, train_loss=1.0, seconds=0.1)
+    (cand,) = store.list_candidates(1)
     assert (cand.epochs_done, cand.val_acc) == (2, 0.7)
     with pytest.raises(ValueError):
-        record_epoch(store, candidate_id=cid, epoch=0, val_acc=0.1, train_loss=1, seconds=1)
+        store.record_epoch(candidate_id=cid, epoch=0, val_acc=0.1, train_loss=1, seconds=1)
     with pytest.raises(LookupError):
-        record_epoch(store, candidate_id=999, epoch=1, val_acc=0.1, train_loss=1, seconds=1)
+        store.record_epoch(candidate_id=999, epoch=1, val_acc=0.1, train_loss=1, seconds=1)
 
 
 def test_finish_and_trials_done_count_complete_candidates_once(store: Store) -> None:
     job = _job(store)
     a, b, c = (_start(store, job, n, arch) for n, arch in enumerate((ARCH, OTHER, ARCH)))
-    record_epoch(store, candidate_id=a, epoch=2, val_acc=0.8, train_loss=0.5, seconds=0.1)
+    store.record_epoch(candidate_id=a, epoch=2, val_acc=0.8, train_loss=0.5, seconds=0.1)
     for _ in range(2):  # finishing twice counts once
-        finish_candidate(
-            store, candidate_id=a, state="complete", test_acc=0.79, train_s=1.5, device="cpu"
+        store.finish_candidate(
+            candidate_id=a, state="complete", test_acc=0.79, train_s=1.5, device="cpu"
         )
-    finish_candidate(store, candidate_id=b, state="failed", error="boom", epochs_done=1)
-    assert trials_done(store, job) == 1
+    store.finish_candidate(candidate_id=b, state="failed", error="boom", epochs_done=1)
+    assert store.trials_done(job) == 1
     assert store.get_job(job).trials_done == 1
     assert store.list_jobs()[0].trials_done == 1
-    done = list_candidates(store, job, state="complete")
+    done = store.list_candidates(job, state="complete")
     assert [(x.id, x.val_acc, x.test_acc, x.device) for x in done] == [(a, 0.8, 0.79, "cpu")]
-    assert fail_running_candidates(store, job_id=job, error="worker lost") == 1
-    (lost,) = list_candidates(store, job, state="failed")[1:]
+    assert store.fail_running_candidates(job_id=job, error="worker lost") == 1
+    (lost,) = store.list_candidates(job, state="failed")[1:]
     assert (lost.id, lost.error) == (c, "worker lost")
     with pytest.raises(ValueError):
-        finish_candidate(store, candidate_id=a, state="running")
+        store.finish_candidate(candidate_id=a, state="running")
 
 
 def test_reads_as_frames_and_per_stage_sql(store: Store) -> None:
     job = _job(store)
     a = _start(store, job, 0, ARCH)
     _start(store, job, 1, OTHER)
-    record_epoch(store, candidate_id=a, epoch=1, val_acc=0.6, train_loss=0.9, seconds=0.2)
+    store.record_epoch(candidate_id=a, epoch=1, val_acc=0.6, train_loss=0.9, seconds=0.2)
     df = candidates_frame(store, job)
     assert list(df["trial_number"]) == [0, 1]
     assert list(df["s1.downsample"]) == ["max", "avg"]
@@ -145,30 +131,3 @@ def test_reads_as_frames_and_per_stage_sql(store: Store) -> None:
             .where(Stage.stage == 2, Stage.downsample == "max")
         ).all()
     assert hits == [1]
-
-
-def test_a_session_target_joins_the_callers_transaction(store: Store) -> None:
-    job = _job(store)
-    with pytest.raises(RuntimeError), store.session(write=True) as s:
-        _start_in(s, job)
-        raise RuntimeError("roll back")
-    assert _count(store, Candidate) == 0
-    with store.session(write=True) as s:
-        cid = _start_in(s, job)
-        record_epoch(s, candidate_id=cid, epoch=1, val_acc=0.5, train_loss=1, seconds=1)
-    assert _count(store, Candidate) == 1 and _count(store, Epoch) == 1
-
-
-def _start_in(s: Session, job: int) -> int:
-    return start_candidate(
-        s,
-        job_id=job,
-        trial_number=0,
-        optuna_trial_id=None,
-        arch=ARCH,
-        cost=arch_cost(ARCH, input_shape=SHAPE),
-        seed=0,
-        attempt=1,
-        worker_id=None,
-        epochs_total=1,
-    )

@@ -15,9 +15,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from search.config import JobConfig
+from search.cost import Cost
+from search.datasets import DatasetFacts
+from search.space import ArchSpec
 from search.store import (
     VERSION_TABLE,
-    Base,
     SchemaError,
     Store,
     check_schema,
@@ -29,7 +31,8 @@ from search.store import (
     optuna_storage,
     upgrade,
 )
-from search.store._schema import alembic_config
+from search.store._models import Base
+from search.store._schema import MIGRATIONS_DIR, alembic_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PS_TABLES = {"ps_jobs", "ps_workers", "ps_candidates", "ps_stages", "ps_epochs"}
@@ -45,8 +48,13 @@ def _tables(url: str) -> set[str]:
 
 
 def test_a_single_head() -> None:
-    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
-    assert heads == [head_revision()]
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_heads() == [head_revision()]
+    # one line of revisions, oldest first, each file named after its revision
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert chain == ["0001", "0002"] and head_revision() == "0002"
+    names = sorted(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
+    assert names == chain
 
 
 def test_upgrade_creates_both_schemas_with_separate_version_tables(empty_db_url: str) -> None:
@@ -91,17 +99,59 @@ def test_alembic_check_from_the_repository_root(tmp_path: Path) -> None:
     assert "No new upgrade operations detected" in done.stdout + done.stderr
 
 
+def _columns(url: str, table: str) -> list[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [c["name"] for c in inspect(conn).get_columns(table)]
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_downgrade_upgrade_with_rows_present(
     empty_db_url: str, row_counts: Callable[[str], dict[str, int]]
 ) -> None:
     upgrade(empty_db_url)
     optuna.create_study(study_name="kept", storage=optuna_storage(empty_db_url))
+    arch = ArchSpec.from_dict({"stages": [{"downsample": "max", "kernel": 3, "skip": "none"}]})
     with Store.open(empty_db_url) as store:
         for _ in range(3):
             store.submit(JobConfig.from_mapping({"trials": 2, "epochs": 1}))
         store.claim("w", 60)
         store.register_worker("w")
-    assert row_counts(empty_db_url)["ps_jobs"] == 3
+        store.record_dataset(1, DatasetFacts(10, (1, 28, 28), (33.3,), (78.6,)))
+        cid = store.start_candidate(
+            job_id=1,
+            trial_number=0,
+            optuna_trial_id=None,
+            arch=arch,
+            cost=Cost(params=1, flops=2, activation_bytes=3, receptive_field=4),
+            seed=0,
+            attempt=1,
+            worker_id="w",
+            epochs_total=1,
+        )
+        store.record_epoch(candidate_id=cid, epoch=1, val_acc=0.5, train_loss=1.0, seconds=0.1)
+    counts = row_counts(empty_db_url)
+    ours = {t: counts[t] for t in PS_TABLES}
+    assert ours == {
+        "ps_jobs": 3,
+        "ps_workers": 1,
+        "ps_candidates": 1,
+        "ps_stages": 1,
+        "ps_epochs": 1,
+    }
+
+    # 0002 -> 0001: the facts' column goes, every row stays (no table copy cascades deletes)
+    assert downgrade(empty_db_url, "0001") == "0001"
+    assert "dataset_facts" not in _columns(empty_db_url, "ps_jobs")
+    assert {t: row_counts(empty_db_url)[t] for t in PS_TABLES} == ours
+    assert upgrade(empty_db_url) == head_revision()
+    assert {t: row_counts(empty_db_url)[t] for t in PS_TABLES} == ours
+    with Store.open(empty_db_url) as store:
+        job = store.get_job(1)
+        assert (job.status, job.worker_id, job.dataset) == ("running", "w", None)
+        assert [c.val_acc for c in store.list_candidates(1)] == [0.5]
 
     assert downgrade(empty_db_url, "base") is None
     assert not (_tables(empty_db_url) & PS_TABLES)

@@ -1,4 +1,8 @@
-"""workers.train: learning, per-epoch reports, early stop, divergence, determinism, augmentation."""
+"""workers.train: learning, per-epoch reports, early stop, divergence, determinism, augmentation.
+
+``augment`` is off by default (the jobs' default); the tests that trained with it on before the
+default moved keep it on explicitly.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +50,9 @@ def test_on_epoch_reports_every_epoch_and_true_stops(digits: Dataset) -> None:
         seen.append((epoch, val_acc, loss, seconds))
         return epoch == 2
 
-    result = train(_arch(4), digits, TrainConfig(epochs=5, batch_size=64), on_epoch=report)
+    result = train(
+        _arch(4), digits, TrainConfig(epochs=5, batch_size=64, augment=True), on_epoch=report
+    )
     assert [s[0] for s in seen] == [1, 2]
     assert result.epochs_done == 2
     assert [s[1] for s in seen] == list(result.val_acc_per_epoch)
@@ -57,12 +63,13 @@ def test_on_epoch_reports_every_epoch_and_true_stops(digits: Dataset) -> None:
 def test_non_finite_loss_raises(digits: Dataset) -> None:
     poisoned = dataclasses.replace(digits, x_train=digits.x_train.float().fill_(float("nan")))
     with pytest.raises(FloatingPointError, match="loss became nan in epoch 1"):
-        train(_arch(4), poisoned, TrainConfig(epochs=2, batch_size=64))
+        train(_arch(4), poisoned, TrainConfig(epochs=2, batch_size=64, augment=True))
 
 
 def test_cpu_training_is_deterministic_per_seed(digits: Dataset) -> None:
     runs = [
-        train(_arch(4, 8), digits, TrainConfig(epochs=2, batch_size=64, seed=s)) for s in (7, 7, 8)
+        train(_arch(4, 8), digits, TrainConfig(epochs=2, batch_size=64, augment=True, seed=s))
+        for s in (7, 7, 8)
     ]
     assert runs[0].val_acc_per_epoch == runs[1].val_acc_per_epoch
     assert runs[0].train_loss_per_epoch == runs[1].train_loss_per_epoch
@@ -71,17 +78,21 @@ def test_cpu_training_is_deterministic_per_seed(digits: Dataset) -> None:
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_trains(digits: Dataset, schedule: str) -> None:
-    result = train(_arch(4), digits, TrainConfig(epochs=1, batch_size=64, schedule=schedule))
+    config = TrainConfig(epochs=1, batch_size=64, augment=True, schedule=schedule)
+    result = train(_arch(4), digits, config)
     assert result.epochs_done == 1 and math.isfinite(result.train_loss_per_epoch[0])
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"epochs": 0}, "epochs 0 must be a positive integer"),
+        ({"epochs": 0}, "epochs 0 must be at least 1"),
+        ({"epochs": 2, "batch_size": 1.5}, "batch_size 1.5 must be an integer"),
+        ({"epochs": 1, "lr": 0}, "lr 0 must be positive"),
+        ({"epochs": 1, "augment": 1}, "augment 1 must be true or false"),
         ({"epochs": 1, "schedule": "step"}, "unknown schedule 'step'"),
         ({"epochs": 1, "bf16": "yes"}, "bf16 must be"),
-        ({"epochs": 1, "label_smoothing": 1.0}, "label_smoothing"),
+        ({"epochs": 1, "label_smoothing": 1.0}, r"label_smoothing 1.0 must be below 1.0"),
     ],
 )
 def test_bad_config_is_a_value_error(kwargs: dict[str, object], message: str) -> None:

@@ -1,13 +1,14 @@
-"""``poolstride dashboard``: start the Streamlit app on a database.
+"""``poolstride dashboard``: serve the Streamlit app on a database.
 
-Registered on :data:`search.cli.cli` by the import at the bottom of ``search/cli.py``. The app
-lives in ``dashboard/app.py`` beside this package; it gets the database through
-``$POOLSTRIDE_DB`` in the Streamlit process's environment.
+The app is the installed module :data:`APP_MODULE`, found by the import system (in a checkout
+and a wheel alike); it gets the database through ``$POOLSTRIDE_DB`` in the Streamlit process's
+environment.
 """
 
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import socket
 import sys
@@ -15,12 +16,34 @@ from pathlib import Path
 
 import click
 
-from search.cli import _database, cli, db_option, fail
+from search.cli._common import database, db_option, fail
 from search.store import DB_ENV_VAR, Store, display_url
 
-__all__ = ["APP", "dashboard", "streamlit_command"]
+__all__ = ["APP_MODULE", "app_path", "dashboard", "streamlit_command"]
 
-APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+APP_MODULE = "dashboard.app"
+
+
+def app_path() -> Path:
+    """The file of :data:`APP_MODULE`, the script ``streamlit run`` serves.
+
+    Found through the import system rather than beside this file, so that it is right wherever
+    the ``dashboard`` package is installed.
+
+    Raises:
+        FileNotFoundError: the module is not installed.
+
+    Example:
+        >>> app_path().name
+        'app.py'
+    """
+    try:
+        spec = importlib.util.find_spec(APP_MODULE)
+    except ModuleNotFoundError:
+        spec = None
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"the dashboard app {APP_MODULE} is not installed")
+    return Path(spec.origin)
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
@@ -36,7 +59,7 @@ def streamlit_command(port: int, host: str) -> list[str]:
         "-m",
         "streamlit",
         "run",
-        str(APP),
+        str(app_path()),
         "--server.port",
         str(port),
         "--server.address",
@@ -74,7 +97,7 @@ def _check_port(host: str, port: int) -> None:
             fail(f"cannot serve on {host}:{port}: the address {reason}")
 
 
-@cli.command()
+@click.command()
 @db_option
 @click.option("--port", type=int, default=8501, show_default=True, help="Port to serve on.")
 @click.option(
@@ -89,11 +112,13 @@ def dashboard(db: str | None, port: int, host: str) -> None:
     The database is opened read-only. Ctrl-C stops it.
     """
     _check_port(host, port)
-    if not APP.is_file():
-        fail(f"the dashboard app is missing from {APP}")
+    try:
+        app_path()
+    except FileNotFoundError as exc:
+        fail(str(exc))
     # Refuse a missing, out-of-date (status 2) or unreachable (status 1, as every command)
     # database here: a dashboard started on it would only show the same error in the browser.
-    with _database(db) as url:
+    with database(db) as url:
         Store.open(url).close()
     click.echo(
         f"dashboard on http://{host}:{port} for {display_url(url)} (Ctrl-C stops it)", err=True

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from search.store import Store, list_candidates, optuna_storage
+from search.store import Store, optuna_storage
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_run_end_to_end_on_digits(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert [t["state"] for t in json.loads(listed.stdout)] == ["COMPLETE"] * 6
 
-    rows = list_candidates(Store.open(db), out["id"])
+    rows = Store.open(db).list_candidates(out["id"])
     assert len(rows) == 6 and {r.state for r in rows} == {"complete"}
     for row in rows:
         assert row.flops > 0 and row.params > 0 and row.receptive_field > 0
@@ -165,7 +165,7 @@ def test_kill_9_worker_is_resumed_by_the_next_without_losing_or_doubling(tmp_pat
     fresh = [t.params for t in study.trials[len(before) :] if "retry_of" not in t.user_attrs]
     assert fresh and fresh != first_draws[: len(fresh)]
 
-    rows = list_candidates(Store.open(db), job["id"])
+    rows = Store.open(db).list_candidates(job["id"])
     numbers = {t.number for t in study.trials}
     assert {r.trial_number for r in rows} <= numbers
     # a trial asked for just before the kill may have no row; it never trained, and failed
@@ -200,13 +200,15 @@ def test_two_workers_on_postgres_run_each_of_four_jobs_once(pg_url, tmp_path):
     for job_id in ids:
         job = store.get_job(job_id)
         assert job.status == "succeeded" and job.attempts == 1
-        rows = list_candidates(store, job_id)
+        rows = store.list_candidates(job_id)
         assert sorted(r.trial_number for r in rows) == [0, 1]
         assert {r.state for r in rows} == {"complete"}
         assert len({r.worker_id for r in rows}) == 1, "one job, one worker"
 
 
-def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
+# SIGINT too: Tune's own SIGINT handler would end the run instead of handing the job back
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_signal_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path, signum):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
     job = json.loads(
         cli(
@@ -219,6 +221,7 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={k: v for k, v in os.environ.items() if k != "TUNE_DISABLE_SIGINT_HANDLER"},
     )
     deadline = time.monotonic() + 120
     while True:
@@ -227,7 +230,7 @@ def test_sigterm_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path):
                 break
         assert worker.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signum)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err[-3000:]
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import shutil
+import os
+import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -21,10 +22,13 @@ from optuna.trial import TrialState
 from ray import cloudpickle
 
 from search.config import JobConfig
-from search.store import Store, list_candidates, optuna_storage
-from workers import runner
+from search.store import Store, optuna_storage
+from search.study import open_study
 from workers.daemon import Worker
 from workers.data import load_dataset
+from workers.ray_session import ray_session
+from workers.runner import run_job
+from workers.searcher import StopRequest
 from workers.train import TrainConfig, TrainResult, train
 
 pytestmark = pytest.mark.slow
@@ -34,15 +38,10 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture(scope="module")
-def ray_instance(tmp_path_factory):
-    import ray
-
-    # short and private: Ray's socket paths must fit in 107 bytes, and no other instance is found
-    temp = tempfile.mkdtemp(prefix="ps-ray-test-", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
+def ray_instance():
+    # the worker's own session: a private instance no other test run finds
+    with ray_session(num_cpus=2):
+        yield
 
 
 def _config(**kw: Any) -> JobConfig:
@@ -60,13 +59,20 @@ def _config(**kw: Any) -> JobConfig:
 
 
 def _run(
-    db_url: str, config: JobConfig, *, train_fn=train, stop=None, on_progress=None, storage=None
+    db_url: str,
+    config: JobConfig,
+    *,
+    train_fn=train,
+    stop=None,
+    on_progress=None,
+    storage=None,
+    weights_dir=None,
 ):
     store = Store.open(db_url, create=True)
     job = store.submit(config)
     claimed = store.claim("w-test", lease_seconds=600)
     assert claimed is not None and claimed.id == job.id
-    outcome = runner.run_job(
+    outcome = run_job(
         store=store,
         job_id=job.id,
         config=config,
@@ -78,6 +84,7 @@ def _run(
         on_progress=on_progress,
         dataset=load_dataset("digits", seed=config.seed),
         train_fn=train_fn,
+        weights_dir=weights_dir,
     )
     study = optuna.load_study(study_name=job.study_name, storage=optuna_storage(db_url))
     return store, job, outcome, study
@@ -92,16 +99,59 @@ def _flaky(arch: Any, dataset: Any, config: TrainConfig, **kw: Any) -> TrainResu
     return replace(result, val_acc=math.nan) if number == 2 else result
 
 
-def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(ray_instance, tmp_path):
+def _optuna_numbers(url: str, trial_ids: list[int]) -> list[int]:
+    """The numbers of Optuna's trials with these storage ids, read from Optuna's own table."""
+    with sa.create_engine(url).connect() as conn:
+        by_id = dict(conn.execute(sa.text("select trial_id, number from trials")).all())
+    return [by_id[i] for i in trial_ids]
+
+
+def _curves(url: str) -> dict[int, list[float]]:
+    """Each candidate's recorded validation accuracies, epoch by epoch."""
+    with sa.create_engine(url).connect() as conn:
+        found = conn.execute(
+            sa.text("select candidate_id, val_acc from ps_epochs order by candidate_id, epoch")
+        ).all()
+    curves: dict[int, list[float]] = {}
+    for candidate_id, val_acc in found:
+        curves.setdefault(candidate_id, []).append(val_acc)
+    return curves
+
+
+def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(
+    ray_instance, tmp_path, monkeypatch
+):
     url = f"sqlite:///{tmp_path / 'ps.db'}"
     progress: list[tuple[int, int]] = []
-    store, job, outcome, study = _run(
-        url,
-        _config(trials=4),
-        train_fn=_flaky,
-        on_progress=lambda done, failed: progress.append((done, failed)),
-    )
+    # the worker's handler must survive Tune's run (Tune installs its own unless told not to)
+    monkeypatch.delenv("TUNE_DISABLE_SIGINT_HANDLER", raising=False)
+    handlers: list[Any] = []
+
+    def ours(signum: int, frame: Any) -> None:
+        raise AssertionError("no SIGINT is sent")
+
+    def on_progress(done: int, failed: int) -> None:
+        progress.append((done, failed))
+        handlers.append(signal.getsignal(signal.SIGINT))
+
+    previous = signal.signal(signal.SIGINT, ours)
+    try:
+        store, job, outcome, study = _run(
+            url,
+            _config(trials=4, keep_weights="all"),
+            train_fn=_flaky,
+            on_progress=on_progress,
+            weights_dir=tmp_path / "weights",
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert handlers == [ours] * 6
+    assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
     assert outcome.status == "succeeded" and outcome.completed == 4
+    # the job records its data's facts, which export and the dashboard read
+    facts = store.get_job(job.id).dataset
+    assert facts == load_dataset("digits", seed=3).facts()
+    assert (facts.num_classes, facts.input_shape, len(facts.mean)) == (10, (1, 8, 8), 1)
     states = {t.number: t.state for t in study.trials}
     assert sum(s == TrialState.COMPLETE for s in states.values()) == 4
     assert states[1] == TrialState.FAIL and states[2] == TrialState.FAIL
@@ -109,8 +159,13 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(ray_instanc
     assert "non-finite" in study.trials[2].user_attrs["error"]
     assert len(study.trials) == 6
     assert progress[-1] == (4, 2)
+    # weights of the complete trials only; the NaN trial's were filed, then dropped
+    complete_numbers = sorted(t.number for t in study.trials if t.state == TrialState.COMPLETE)
+    assert sorted(p.name for p in Path(tmp_path / "weights").iterdir()) == sorted(
+        f"trial-{n}.pt" for n in complete_numbers
+    )
 
-    rows = list_candidates(store, job.id)
+    rows = store.list_candidates(job.id)
     by_number = {r.trial_number: r for r in rows}
     assert sorted(by_number) == [t.number for t in study.trials]
     assert by_number[1].state == "failed" and "injected failure" in by_number[1].error
@@ -120,12 +175,13 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(ray_instanc
         trial = study.trials[row.trial_number]
         assert trial.values == [row.val_acc, row.flops]
         assert row.params > 0 and row.test_acc is not None and row.epochs_done == 1
-        assert row.optuna_trial_id == trial._trial_id
+    # every row joins its own Optuna trial
+    assert _optuna_numbers(url, [r.optuna_trial_id for r in rows]) == [r.trial_number for r in rows]
 
 
 def test_cancel_prunes_running_trials_and_keeps_partial_metrics(ray_instance, tmp_path):
     url = f"sqlite:///{tmp_path / 'ps.db'}"
-    stop = runner.StopRequest()
+    stop = StopRequest()
 
     def slow(arch: Any, dataset: Any, config: TrainConfig, *, on_epoch=None, **kw) -> TrainResult:
         def report(epoch: int, acc: float, loss: float, secs: float) -> bool | None:
@@ -153,20 +209,19 @@ def test_cancel_prunes_running_trials_and_keeps_partial_metrics(ray_instance, tm
     store, job, outcome, study = _run(url, _config(trials=3, epochs=2), train_fn=slow, stop=stop)
     assert outcome.status == "cancelled"
     assert time.monotonic() - t0 < 60
-    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
-    assert pruned and all(t.values is None for t in pruned)
-    assert all(t.state != TrialState.RUNNING for t in study.trials)
-    assert not [t for t in study.trials if t.state == TrialState.COMPLETE]
-    rows = {r.trial_number: r for r in list_candidates(store, job.id)}
-    for trial in pruned:
+    # two trials in flight (the concurrency), neither could finish: both pruned, no third asked
+    assert [(t.state, t.values) for t in study.trials] == [(TrialState.PRUNED, None)] * 2
+    rows = {r.trial_number: r for r in store.list_candidates(job.id)}
+    assert sorted(rows) == [0, 1]
+    curves = _curves(url)
+    for trial in study.trials:
         row = rows[trial.number]
-        assert row.state == "pruned" and row.error == "job cancelled"
-        assert row.epochs_done == trial.user_attrs["epochs_done"]
+        assert (row.state, row.error) == ("pruned", "job cancelled")
+        assert row.epochs_done == trial.user_attrs["epochs_done"] == len(curves.get(row.id, []))
         assert row.val_acc == trial.user_attrs.get("val_acc")
+        assert row.val_acc == (curves[row.id][-1] if row.id in curves else None)
     # the trial that triggered the cancel had finished its first epoch: its accuracy is kept
-    assert any(
-        rows[t.number].epochs_done == 1 and rows[t.number].val_acc is not None for t in pruned
-    )
+    assert max(r.epochs_done for r in rows.values()) == 1
 
 
 def _cut_connections(
@@ -192,7 +247,7 @@ def test_lost_database_connections_lose_nothing(ray_instance, pg_url):
     )
     assert outcome.status == "succeeded"
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
-    rows = list_candidates(store, job.id)
+    rows = store.list_candidates(job.id)
     assert [(r.state, r.epochs_done) for r in rows] == [("complete", 1)] * 4
 
 
@@ -235,7 +290,7 @@ def _runs_through(pg_url: str, storage, cut: _CutConnection) -> None:
     assert cut.state == "done"
     assert outcome.status == "succeeded"
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
-    rows = list_candidates(store, job.id)
+    rows = store.list_candidates(job.id)
     assert [(r.trial_number, r.state) for r in rows] == [(n, "complete") for n in range(3)]
 
 
@@ -293,14 +348,15 @@ def test_recover_completes_rows_whose_trial_optuna_already_holds(ray_instance, t
     url = f"sqlite:///{tmp_path / 'ps.db'}"
     store, job, outcome, study = _run(url, _config(trials=2))
     assert outcome.status == "succeeded"
-    first = list_candidates(store, job.id)[0]
+    first = store.list_candidates(job.id)[0]
     # a worker that died between telling Optuna and writing its own row
     with store.session(write=True) as s:
         s.execute(
             sa.text("update ps_candidates set state = 'running', val_acc = null where id = :id"),
             {"id": first.id},
         )
-    assert runner.recover(study, store, job.id) == 0
-    again = {r.id: r for r in list_candidates(store, job.id)}[first.id]
+    job_study = open_study(storage=optuna_storage(url), name=job.study_name, config=job.config)
+    assert job_study.recover(store, job.id) == 0
+    again = {r.id: r for r in store.list_candidates(job.id)}[first.id]
     assert again.state == "complete"
     assert again.val_acc == study.trials[first.trial_number].values[0]

@@ -8,18 +8,17 @@ else ``sqlalchemy.url``, else ``$POOLSTRIDE_DB``, else ``sqlite:///poolstride.db
 from __future__ import annotations
 
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
+from alembic.config import Config
+from sqlalchemy import Engine
 
 from search.store._engine import make_engine, resolve_db_url, write_engine
 from search.store._models import Base
 from search.store._schema import VERSION_TABLE, include_name
 
-config = context.config
-if config.config_file_name is not None and config.attributes.get("engine") is None:
-    fileConfig(config.config_file_name, disable_existing_loggers=False)
-
-_OPTIONS = {
+_OPTIONS: dict[str, Any] = {
     "target_metadata": Base.metadata,
     "version_table": VERSION_TABLE,
     "include_name": include_name,
@@ -31,7 +30,7 @@ _OPTIONS = {
 }
 
 
-def _url() -> str:
+def _url(config: Config) -> str:
     return (
         context.get_x_argument(as_dictionary=True).get("db")
         or config.get_main_option("sqlalchemy.url")
@@ -39,28 +38,36 @@ def _url() -> str:
     )
 
 
-def run_offline() -> None:
-    context.configure(url=_url(), literal_binds=True, **_OPTIONS)
+def run_offline(config: Config) -> None:
+    context.configure(url=_url(config), literal_binds=True, **_OPTIONS)
     with context.begin_transaction():
         context.run_migrations()
 
 
-def run_online() -> None:
-    engine = config.attributes.get("engine")
-    owned = engine is None
-    if owned:
-        engine = write_engine(make_engine(_url()))
+def run_online(config: Config) -> None:
+    given: Engine | None = config.attributes.get("engine")
+    engine = given or write_engine(make_engine(_url(config)))
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, **_OPTIONS)
             with context.begin_transaction():
                 context.run_migrations()
     finally:
-        if owned:
+        if given is None:
             engine.dispose()
 
 
-if context.is_offline_mode():
-    run_offline()
-else:
-    run_online()
+def run(config: Config) -> None:
+    if config.config_file_name is not None and config.attributes.get("engine") is None:
+        fileConfig(config.config_file_name, disable_existing_loggers=False)
+    if context.is_offline_mode():
+        run_offline(config)
+    else:
+        run_online(config)
+
+
+# Alembic sets context.config before it runs this file. The file ships in the package, so
+# other importers (pytest's doctest collection walks the package) meet it too: for them,
+# there is nothing to run.
+if hasattr(context, "config"):
+    run(context.config)

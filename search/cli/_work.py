@@ -1,0 +1,195 @@
+"""Running searches: ``worker`` and ``run``, the only commands that import ``workers``.
+
+They import ``workers.daemon`` (and with it torch and ray) inside their bodies, so that every
+other command starts without them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from search.cli._common import (
+    EXIT_FAILURE,
+    Progress,
+    bad_input,
+    candidate_columns,
+    count,
+    database,
+    db_option,
+    emit_json,
+    fail,
+    json_option,
+    print_candidates,
+    stack,
+)
+from search.cli._flags import job_config_from_flags, job_options, space_options
+from search.query import load_front, to_records
+from search.store import Store, display_url
+
+__all__ = ["RUN_DEFAULTS", "run", "worker"]
+
+RUN_DEFAULTS = {"trials": 12, "epochs": 2}
+
+_worker_options = stack(
+    click.option(
+        "--ray-address",
+        metavar="ADDR",
+        help="Join this Ray cluster (default: start a private local instance).",
+    ),
+    click.option(
+        "--lease-s",
+        type=click.FloatRange(min=1),
+        default=60.0,
+        show_default=True,
+        help="Lease length: another worker takes the job over this long after "
+        "this one stops heartbeating.",
+    ),
+)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one job (if any is queued), then exit.")
+@click.option("--drain", is_flag=True, help="Run jobs until the queue is empty, then exit.")
+@click.option(
+    "--cpus-per-trial", type=float, help="CPU share per trial on this worker (overrides the job's)."
+)
+@click.option(
+    "--gpus-per-trial",
+    type=float,
+    help="GPU share per trial on this worker, e.g. 0.25 (overrides the job's).",
+)
+@_worker_options
+@db_option
+def worker(
+    once: bool,
+    drain: bool,
+    ray_address: str | None,
+    cpus_per_trial: float | None,
+    gpus_per_trial: float | None,
+    lease_s: float,
+    db: str | None,
+) -> None:
+    """Claim queued jobs and run them on Ray until stopped (SIGTERM or Ctrl-C hand back cleanly)."""
+    if once and drain:
+        fail("--once and --drain exclude each other")
+    if cpus_per_trial is not None and cpus_per_trial <= 0:
+        fail(f"--cpus-per-trial {cpus_per_trial} must be positive")
+    if gpus_per_trial is not None and gpus_per_trial < 0:
+        fail(f"--gpus-per-trial {gpus_per_trial} must not be negative")
+    with database(db) as url:
+        Store.open(url).close()  # refuse a missing or out-of-date schema before starting Ray
+        _quiet_libraries()
+        from workers.daemon import Worker
+
+        runner = Worker(
+            url,
+            lease_s=lease_s,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            on_progress=_log_progress,
+        )
+        click.echo(f"worker {runner.id} on {display_url(url)}", err=True)
+        outcomes = runner.run(once=once, drain=drain, ray_address=ray_address)
+    if not outcomes:
+        click.echo("no queued job", err=True)
+    for job_id, outcome in outcomes:
+        click.echo(
+            f"job {job_id}: {outcome.status}, {outcome.completed} complete, "
+            f"{outcome.failed} failed" + (f" ({outcome.error})" if outcome.error else ""),
+            err=True,
+        )
+
+
+@click.command()
+@space_options
+@job_options
+@_worker_options
+@db_option
+@json_option
+def run(
+    db: str | None, as_json: bool, ray_address: str | None, lease_s: float, **flags: Any
+) -> None:
+    """Submit a search, work it to its end here, then print its Pareto front.
+
+    Defaults: mnist5k, 12 trials of 2 epochs, the default space (3 stages, 46,656 architectures).
+    """
+    for key, value in RUN_DEFAULTS.items():
+        if flags[key] is None:
+            flags[key] = value
+    with bad_input():
+        config = job_config_from_flags(**flags)
+    if config.data_dir is not None and not Path(config.data_dir).exists():
+        fail(f"--data-dir {config.data_dir!r} does not exist")
+    with database(db) as url:
+        with Store.open(url, create=True) as store:
+            job = store.submit(config)
+        click.echo(
+            f"job {job.id}: {count(config.trials, 'trial')} of "
+            f"{count(config.train.epochs, 'epoch')} on {config.dataset}, study "
+            f"{job.study_name}, database {display_url(url)}",
+            err=True,
+        )
+        _quiet_libraries()
+        from workers.daemon import Worker
+
+        with Progress("trials", config.trials) as bar:
+
+            def advance(job_id: int, completed: int, total: int, failed: int) -> None:
+                bar.update(completed, note=f"{failed} failed" if failed else "")
+
+            Worker(url, lease_s=lease_s, on_progress=advance).run(
+                job_id=job.id, ray_address=ray_address
+            )
+        with Store.open(url) as store:
+            job = store.get_job(job.id)
+            front = load_front(store, job.id).rows
+    if as_json:
+        emit_json(
+            {
+                **{k: v for k, v in job.to_dict().items() if k != "config"},
+                "pareto": to_records(front[candidate_columns(job)]),
+            }
+        )
+    else:
+        click.echo(
+            f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} trials "
+            "complete" + (f" ({job.error})" if job.error else "")
+        )
+        if not front.empty:
+            click.echo(
+                f"Pareto front ({', '.join(config.objectives)}), {count(len(front), 'candidate')}:"
+            )
+            print_candidates(front, job, with_state=False)
+    if job.status != "succeeded":
+        sys.exit(EXIT_FAILURE)
+
+
+def _quiet_libraries() -> None:
+    """Quieter logs for a worker; before ``workers`` is imported, as Ray reads one variable
+    when it is imported."""
+    import logging
+    import os
+
+    # Ray holds repeated log lines back to count them; a worker's log shows each as it comes
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+
+
+def _log_progress(job_id: int, completed: int, total: int, failed: int) -> None:
+    click.echo(
+        f"job {job_id}: {completed}/{total} trials complete"
+        + (f", {failed} failed" if failed else ""),
+        err=True,
+    )

@@ -1,0 +1,197 @@
+"""The dashboard's figures on the known rows of ``tests/query/_known.py``: traces, colours,
+the front's staircase and hover data, worked out by hand."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from query._known import frame_rows
+
+from dashboard.figures import (
+    FRONT_LINE,
+    FRONT_OUTLINE,
+    MODEBAR_ROOM_PX,
+    PALETTE,
+    STAGE_ROWS,
+    WEBGL_FROM,
+    arch_text,
+    colour_map,
+    curves_figure,
+    hypervolume_figure,
+    off_front_sample,
+    pareto_figure,
+    stage_figure,
+)
+from search.analysis import stage_analysis
+from search.pareto import hypervolume_history
+
+# the front of the known rows on (val_acc, flops), best val_acc first (tests/query/test_pareto)
+FRONT = [5, 3, 1]
+
+
+@pytest.fixture
+def complete() -> pd.DataFrame:
+    rows = pd.DataFrame(frame_rows())
+    rows = rows[rows["state"] == "complete"].copy()
+    rows["test_acc"] = (rows["val_acc"] - 0.01).round(2)
+    return rows
+
+
+def _split(complete: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    front = complete.set_index("trial", drop=False).loc[FRONT]
+    return complete[~complete["trial"].isin(FRONT)], front
+
+
+def test_front_members_keep_the_colour_of_their_group(complete: pd.DataFrame) -> None:
+    off, front = _split(complete)
+    fig = pareto_figure(off, front, x="flops", y="val_acc", color_by="s1.downsample")
+    traces = {t.name: t for t in fig.data}
+    # groups in the space's order (max, avg, strided), the staircase, then the front's members
+    assert [t.name for t in fig.data] == [
+        "s1.downsample=max",
+        "s1.downsample=avg",
+        "s1.downsample=strided",
+        "Pareto front",
+        "s1.downsample=avg on the front",
+        "s1.downsample=strided on the front",
+    ]
+    colours = {"max": PALETTE[0], "avg": PALETTE[1], "strided": PALETTE[2]}
+    for value, colour in colours.items():
+        assert traces[f"s1.downsample={value}"].marker.color == colour
+    # trials 0, 2, 4 and 7 are max and off the front; avg and strided have no point off it
+    assert list(traces["s1.downsample=max"].x) == [100, 200, 150, 100]
+    assert list(traces["s1.downsample=max"].y) == [0.80, 0.85, 0.70, 0.78]
+    assert list(traces["s1.downsample=avg"].x) == []
+    avg, strided = (
+        traces["s1.downsample=avg on the front"],
+        traces["s1.downsample=strided on the front"],
+    )
+    assert (list(avg.x), list(avg.y)) == ([400], [0.90])
+    assert (list(strided.x), list(strided.y)) == ([60, 120], [0.82, 0.86])
+    for trace, value in ((avg, "avg"), (strided, "strided")):
+        assert trace.marker.color == colours[value]
+        assert trace.marker.symbol == "diamond"
+        assert trace.marker.line.color == FRONT_OUTLINE
+        # one legend entry per value: the member toggles with its group
+        assert trace.legendgroup == f"s1.downsample={value}" and trace.showlegend is False
+
+
+def test_the_front_is_a_staircase_under_its_members(complete: pd.DataFrame) -> None:
+    off, front = _split(complete)
+    line = pareto_figure(off, front, x="flops", y="val_acc", color_by=None).data[1]
+    assert line.name == "Pareto front" and line.mode == "lines"
+    assert (list(line.x), list(line.y)) == ([60, 120, 400], [0.82, 0.86, 0.90])
+    assert line.line.shape == "hv" and line.line.color == FRONT_LINE
+    assert line.hoverinfo == "skip"  # the members under it carry the hover
+
+
+def test_hover_names_the_trial_architecture_and_metrics(complete: pd.DataFrame) -> None:
+    off, front = _split(complete)
+    fig = pareto_figure(off, front, x="flops", y="val_acc", color_by="s1.downsample")
+    strided = next(t for t in fig.data if t.name == "s1.downsample=strided on the front")
+    assert [list(c) for c in strided.customdata] == [
+        [1, "s1 strided k3 none w8 d1 · s2 max k3 none w16 d1", 0.82, 0.81, 60, 10],
+        [3, "s1 strided k5 none w8 d1 · s2 max k3 none w16 d1", 0.86, 0.85, 120, 20],
+    ]
+    assert "trial %{customdata[0]}" in strided.hovertemplate
+
+
+def test_without_a_colour_every_point_shares_one(complete: pd.DataFrame) -> None:
+    off, front = _split(complete)
+    fig = pareto_figure(off, front, x="flops", y="val_acc", color_by=None)
+    assert [t.name for t in fig.data] == ["candidates", "Pareto front", "candidates on the front"]
+    assert fig.data[0].marker.color == fig.data[2].marker.color == PALETTE[0]
+    assert sorted(c[0] for c in fig.data[0].customdata) == [0, 2, 4, 7]
+    assert [c[0] for c in fig.data[2].customdata] == [1, 3, 5]  # x order, along the staircase
+    assert fig.layout.xaxis.title.text == "flops (minimize)"
+    assert fig.layout.yaxis.title.text == "val_acc (maximize)"
+
+
+def test_many_points_are_drawn_by_webgl_the_front_stays_svg(complete: pd.DataFrame) -> None:
+    off, front = _split(complete)
+    many = pd.concat([off] * (WEBGL_FROM // len(off) + 1), ignore_index=True)
+    fig = pareto_figure(many, front, x="flops", y="val_acc", color_by="s1.downsample")
+    assert {t.name: t.type for t in fig.data} == {
+        "s1.downsample=max": "scattergl",
+        "s1.downsample=avg": "scattergl",
+        "s1.downsample=strided": "scattergl",
+        "Pareto front": "scatter",
+        "s1.downsample=avg on the front": "scatter",
+        "s1.downsample=strided on the front": "scatter",
+    }
+
+
+def test_a_value_keeps_its_colour_whatever_else_is_there() -> None:
+    assert colour_map("s2.downsample", ["conv", "max"]) == {"max": PALETTE[0], "conv": PALETTE[3]}
+    assert colour_map("s1.skip", ["pool"]) == {"pool": PALETTE[2]}
+    assert colour_map("s1.kernel", [7, 3, 7]) == {3: PALETTE[0], 7: PALETTE[1]}
+
+
+def test_points_off_the_front_are_sampled_only_beyond_the_limit() -> None:
+    measured = pd.DataFrame({"trial": range(10)})
+    assert off_front_sample(measured, [2, 5], 10) == ([0, 1, 3, 4, 6, 7, 8, 9], False)
+    shown, sampled = off_front_sample(measured, [2, 5], 5)
+    assert sampled and len(shown) == 3 and not {2, 5} & set(shown)
+    assert off_front_sample(measured, [2, 5], 5) == (shown, True)  # a rerun draws the same
+
+
+def test_arch_text() -> None:
+    rows = pd.DataFrame(frame_rows()).iloc[[5]]
+    assert arch_text(rows).tolist() == ["s1 avg k7 pool w8 d1 · s2 conv k7 proj w16 d1"]
+
+
+def test_hypervolume_curve_steps_through_the_history(complete: pd.DataFrame) -> None:
+    history = hypervolume_history(complete, ["val_acc", "flops"])
+    trace = hypervolume_figure(history).data[0]
+    assert list(trace.x) == [0, 1, 2, 3, 4, 5, 7]
+    assert list(trace.y) == pytest.approx(history["hypervolume"].tolist())
+    assert trace.line.shape == "hv"
+
+
+def test_stage_panel_draws_the_analysis(complete: pd.DataFrame) -> None:
+    table = stage_analysis(complete, resamples=50)
+    rows = table[table["stage"] == 1]
+    fig = stage_figure(1, rows)
+    assert fig.layout.title.text == "Stage 1"
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["downsample", "kernel", "skip", *(label for _, label, _ in STAGE_ROWS)]
+    # per choice: accuracy points, front-share bars, FLOPs bars
+    assert [t.type for t in fig.data] == ["scatter", "bar", "bar"] * 3
+    accuracy, share, cost = fig.data[:3]
+    downsample = rows[rows["choice"] == "downsample"]
+    assert list(accuracy.x) == ["max", "avg", "strided"]
+    assert list(accuracy.y) == pytest.approx(downsample["val_acc_mean"].tolist())
+    assert list(accuracy.error_y.array) == pytest.approx(
+        (downsample["val_acc_hi"] - downsample["val_acc_mean"]).tolist()
+    )
+    # the front (1, 3, 5): two strided members, one avg
+    assert list(share.y) == pytest.approx([0.0, 1 / 3, 2 / 3])
+    assert list(cost.y) == pytest.approx([137.5, 400.0, 90.0])
+    assert accuracy.marker.color == STAGE_ROWS[0][2]
+
+
+def test_stage_panel_titles_sit_below_the_toolbar(complete: pd.DataFrame) -> None:
+    rows = stage_analysis(complete, resamples=50).query("stage == 1")
+    fig = stage_figure(1, rows)
+    # the choices' titles stand on the plots' top edge, one text line high (the default 16 px
+    # font of subplot titles); the toolbar floats over the top MODEBAR_ROOM_PX of the figure
+    line_px = 1.5 * 16
+    assert all(a.yanchor == "bottom" and a.y == 1.0 for a in fig.layout.annotations[:3])
+    assert fig.layout.margin.t - line_px >= MODEBAR_ROOM_PX
+    # the figure's title hangs from the top, left of the toolbar
+    assert (fig.layout.title.y, fig.layout.title.yanchor) == (1.0, "top")
+
+
+def test_learning_curves_one_line_per_trial() -> None:
+    epochs = pd.DataFrame(
+        {
+            "trial_number": [4, 2, 2, 4],
+            "epoch": [1, 1, 2, 2],
+            "val_acc": [0.5, 0.3, 0.4, 0.6],
+        }
+    )
+    fig = curves_figure(epochs)
+    assert [t.name for t in fig.data] == ["trial 2", "trial 4"]
+    assert (list(fig.data[0].x), list(fig.data[0].y)) == ([1, 2], [0.3, 0.4])
+    assert (list(fig.data[1].x), list(fig.data[1].y)) == ([1, 2], [0.5, 0.6])
+    assert fig.layout.xaxis.dtick == 1

@@ -1,0 +1,191 @@
+"""The dashboard's tables: formats, the queue's job and worker tables, the Trials columns."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dashboard.tables import (
+    fmt_int,
+    fmt_time,
+    fmt_value,
+    job_errors,
+    jobs_table,
+    trials_columns,
+    workers_table,
+)
+from search.config import JobConfig
+from search.query import stage_columns
+from search.space import SpaceConfig
+from search.store import JobInfo, Store, WorkerInfo, upgrade
+
+# what load_candidates returns for a job of two stages, in its order
+COLUMNS = [
+    "candidate_id",
+    "trial",
+    "state",
+    *stage_columns(2),
+    "val_acc",
+    "test_acc",
+    "flops",
+    "params",
+    "latency_ms",
+    "train_s",
+    "activation_bytes",
+    "receptive_field",
+    "arch_hash",
+    "epochs_done",
+]
+FIXED_WIDTHS = SpaceConfig.from_mapping({"stages": 2, "widths": [8, 16], "input": "1x8x8"})
+T0 = datetime(2026, 3, 4, 5, 6, 7)
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> list[JobInfo]:
+    """Two jobs as the queue lists them (oldest first): one failed, one that ran fine."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    upgrade(url)
+    config = JobConfig.from_mapping({"dataset": "digits", "trials": 4, "epochs": 1})
+    with Store.open(url) as store:
+        failed, ok = store.submit(replace(config, name="bad")), store.submit(config)
+    return [
+        replace(
+            failed,
+            status="failed",
+            error="RuntimeError: CUDA out of memory. " + "x" * 300,
+            created_at=T0,
+            started_at=T0 + timedelta(minutes=1),
+            finished_at=T0 + timedelta(hours=25),
+        ),
+        replace(ok, status="succeeded", trials_done=4, created_at=T0, worker_id="w-1"),
+    ]
+
+
+def test_formats() -> None:
+    assert [fmt_int(v) for v in (0, 1234567, np.int64(4834), None, float("nan"))] == [
+        "0",
+        "1,234,567",
+        "4,834",
+        "-",
+        "-",
+    ]
+    assert fmt_time(T0) == "03-04 05:06"
+    assert [fmt_value(v) for v in (np.int64(98304), np.float64(0.361111), "max", True)] == [
+        "98,304",
+        "0.3611",
+        "max",
+        "True",
+    ]
+
+
+def test_the_job_table_has_short_times_and_no_error_column(jobs: list[JobInfo]) -> None:
+    table = jobs_table(jobs)
+    assert table.columns.tolist() == [
+        "job",
+        "name",
+        "status",
+        "priority",
+        "progress",
+        "trials",
+        "attempts",
+        "worker",
+        "created",
+        "started",
+        "finished",
+    ]
+    newest, oldest = table.to_dict("records")
+    assert (newest["name"], newest["progress"], newest["trials"]) == ("digits", 1.0, "4/4")
+    assert (newest["worker"], newest["started"], newest["finished"]) == ("w-1", "-", "-")
+    assert [oldest[k] for k in ("created", "started", "finished")] == [
+        "03-04 05:06",
+        "03-04 05:07",
+        "03-05 06:06",
+    ]
+
+
+def test_errors_are_listed_whole_below_the_table(jobs: list[JobInfo]) -> None:
+    failed = jobs[0]
+    assert job_errors(jobs) == [(f"Job {failed.id} (bad, failed)", failed.error)]
+    assert job_errors(jobs[1:]) == []
+
+
+def test_the_worker_table_counts_seconds_from_now() -> None:
+    heard = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    worker = WorkerInfo("w-1", "box", 7, "busy", 2, heard - timedelta(days=1), heard)
+    table = workers_table([worker], heard + timedelta(seconds=42.4))
+    assert table.to_dict("records") == [
+        {
+            "worker": "w-1",
+            "host": "box",
+            "pid": 7,
+            "status": "busy",
+            "job": 2,
+            "last heartbeat": "03-04 05:06",
+            "seconds ago": 42,
+            "started": "03-03 05:06",
+        }
+    ]
+
+
+def test_trial_columns_drop_what_the_space_fixes() -> None:
+    # widths and depths are fixed: four columns that say the same on every row
+    assert trials_columns(COLUMNS, FIXED_WIDTHS) == [
+        "trial",
+        "val_acc",
+        "test_acc",
+        "flops",
+        "params",
+        "state",
+        "s1.downsample",
+        "s1.kernel",
+        "s1.skip",
+        "s2.downsample",
+        "s2.kernel",
+        "s2.skip",
+        "latency_ms",
+        "train_s",
+        "activation_bytes",
+        "receptive_field",
+        "arch_hash",
+        "epochs_done",
+    ]
+
+
+def test_trial_columns_put_what_is_filtered_and_sorted_first() -> None:
+    columns = trials_columns(
+        COLUMNS, FIXED_WIDTHS, ["s2.kernel>=5", "s2.width=16", "state=complete"], "-train_s"
+    )
+    # a fixed column filtered on is kept; a key named twice appears once
+    assert columns[:9] == [
+        "trial",
+        "s2.kernel",
+        "s2.width",
+        "state",
+        "train_s",
+        "val_acc",
+        "test_acc",
+        "flops",
+        "params",
+    ]
+    assert "s1.width" not in columns and columns.count("state") == 1
+    assert sorted(columns) == sorted(
+        set(COLUMNS) - {"candidate_id", "s1.width", "s1.depth", "s2.depth"}
+    )
+
+
+def test_trial_columns_keep_a_searched_width() -> None:
+    searched = SpaceConfig.from_mapping(
+        {"stages": 2, "widths": [[8, 16], 16], "depth": [1, 2], "input": "1x8x8"}
+    )
+    columns = trials_columns(COLUMNS, searched)
+    assert {"s1.width", "s1.depth", "s2.depth"} <= set(columns)
+    assert "s2.width" not in columns
+
+
+def test_trial_columns_refuse_a_malformed_filter() -> None:
+    with pytest.raises(ValueError, match="needs a number"):
+        trials_columns(COLUMNS, FIXED_WIDTHS, ["s1.kernel=4x"])

@@ -1,0 +1,209 @@
+"""One candidate as a file: its network rebuilt from its row, its kept weights, written out.
+
+Three formats (``poolstride export --format``):
+
+- ``torchscript``: ``torch.jit.load`` reads it with plain torch;
+- ``onnx``: needs the ``onnx`` and ``onnxscript`` packages;
+- ``state``: the bare network's state dict with the architecture and the input statistics,
+  plus the same facts (without the weights) in a ``.json`` beside it.
+
+TorchScript and ONNX models take raw NCHW float32 pixels in the dataset's own scale: the network
+is wrapped in :class:`workers.model.Normalized` with the training split's per-channel mean and
+std. ``state`` keeps the bare network (rebuild it with :func:`workers.model.build_model`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search.artifacts import ExportFormat
+from search.space import ArchSpec
+from search.vocabulary import STAGE_KEYS
+from workers.model import Net, Normalized, build_model
+
+__all__ = [
+    "ONNX_PACKAGES",
+    "StateDict",
+    "WeightsMismatchError",
+    "export_candidate",
+    "head_classes",
+    "load_weights",
+    "missing_onnx_packages",
+    "rebuild",
+    "sidecar_path",
+]
+
+StateDict = dict[str, torch.Tensor]
+ONNX_PACKAGES = ("onnx", "onnxscript")
+
+
+class WeightsMismatchError(ValueError):
+    """Kept weights whose shapes or names do not fit the candidate's architecture."""
+
+
+def missing_onnx_packages() -> list[str]:
+    """The packages ONNX export needs that are not installed.
+
+    Example:
+        >>> set(missing_onnx_packages()) <= set(ONNX_PACKAGES)
+        True
+    """
+    return [m for m in ONNX_PACKAGES if importlib.util.find_spec(m) is None]
+
+
+def sidecar_path(out: Path) -> Path:
+    """Where the ``state`` format writes its ``.json`` beside ``out``.
+
+    Example:
+        >>> str(sidecar_path(Path("runs/net.pt")))
+        'runs/net.json'
+    """
+    return out.with_suffix(".json")
+
+
+def load_weights(path: Path) -> StateDict | None:
+    """The state dict a job kept in ``path`` (:func:`search.artifacts.weights_path`), if any.
+
+    Example:
+        >>> load_weights(Path("no-such-file.pt")) is None
+        True
+    """
+    if not path.is_file():
+        return None
+    state: StateDict = torch.load(path, map_location="cpu", weights_only=True)
+    return state
+
+
+def head_classes(weights: StateDict) -> int:
+    """The class count of the classifier ``weights`` belong to.
+
+    Example:
+        >>> head_classes({"head.weight": torch.zeros(7, 16)})
+        7
+    """
+    return int(weights["head.weight"].shape[0])
+
+
+def rebuild(
+    row: Mapping[str, Any], *, in_channels: int, num_classes: int, weights: StateDict | None
+) -> Net:
+    """The network of a candidate row (its ``sN.*`` columns), with ``weights`` if given, in
+    eval mode.
+
+    Raises:
+        WeightsMismatchError: ``weights`` do not fit the architecture.
+
+    Example:
+        >>> row = {"trial": 0, "s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
+        ...        "s1.width": 8, "s1.depth": 1}
+        >>> rebuild(row, in_channels=1, num_classes=10, weights=None)(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    model = build_model(_arch_of(row), in_channels=in_channels, num_classes=num_classes)
+    if weights is not None:
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise WeightsMismatchError(
+                f"do not fit trial {row['trial']}'s architecture: {str(exc).splitlines()[0]}"
+            ) from None
+    return model.eval()
+
+
+def export_candidate(
+    row: Mapping[str, Any],
+    *,
+    out: Path,
+    fmt: ExportFormat,
+    job_id: int,
+    dataset: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    weights: StateDict | None,
+) -> list[Path]:
+    """Write the candidate of ``row`` (a :func:`search.query.load_candidates` row) to ``out``.
+
+    Args:
+        row: The candidate: ``trial``, ``val_acc`` and its ``sN.*`` stage columns.
+        out: The file to write (``state`` also writes :func:`sidecar_path`).
+        fmt: ``torchscript``, ``onnx`` or ``state``.
+        job_id: The candidate's job, recorded with ``state``.
+        dataset: The job's dataset name, recorded with ``state``.
+        input_shape: ``(C, H, W)`` of one input image.
+        num_classes: The classifier's size.
+        mean: The training split's per-channel mean; ``None``: the model takes normalised
+            inputs.
+        std: The training split's per-channel standard deviation, as ``mean``.
+        weights: The kept state dict; ``None`` exports random initial weights.
+
+    Returns:
+        The files written.
+
+    Raises:
+        WeightsMismatchError: ``weights`` do not fit the architecture.
+        ValueError: an unknown ``fmt``.
+
+    Example:
+        >>> import tempfile
+        >>> row = {"trial": 0, "val_acc": 0.9, "s1.downsample": "max", "s1.kernel": 3,
+        ...        "s1.skip": "none", "s1.width": 8, "s1.depth": 1}
+        >>> out = Path(tempfile.mkdtemp()) / "net.pt"
+        >>> written = export_candidate(row, out=out, fmt="state", job_id=1, dataset="digits",
+        ...     input_shape=(1, 8, 8), num_classes=10, mean=[7.0], std=[5.0], weights=None)
+        >>> [path.name for path in written]
+        ['net.pt', 'net.json']
+    """
+    model = rebuild(row, in_channels=input_shape[0], num_classes=num_classes, weights=weights)
+    mean_, std_ = (None, None) if mean is None or std is None else (list(mean), list(std))
+    if fmt == "state":
+        meta = {
+            "job": job_id,
+            "trial": row["trial"],
+            "arch": _arch_of(row).to_dict(),
+            "input_shape": list(input_shape),
+            "num_classes": num_classes,
+            "trained": weights is not None,
+            "val_acc": row.get("val_acc"),
+            "dataset": dataset,
+            "mean": mean_,
+            "std": std_,
+        }
+        sidecar = sidecar_path(out)
+        torch.save({**meta, "state_dict": model.state_dict()}, out)
+        sidecar.write_text(json.dumps(meta, indent=2) + "\n")
+        return [out, sidecar]
+    exported: torch.nn.Module = model
+    if mean_ is not None and std_ is not None:
+        exported = Normalized(model, mean_, std_).eval()
+    example = torch.zeros(2, *input_shape)
+    if fmt == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(exported, example)
+        torch.jit.save(traced, str(out))
+    elif fmt == "onnx":
+        torch.onnx.export(
+            exported,
+            (example,),
+            str(out),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    else:
+        raise ValueError(f"unknown export format {fmt!r} (expected torchscript, onnx or state)")
+    return [out]
+
+
+def _arch_of(row: Mapping[str, Any]) -> ArchSpec:
+    n_stages = sum(1 for key in row if key.endswith(".downsample"))
+    return ArchSpec.from_dict(
+        {"stages": [{k: row[f"s{i}.{k}"] for k in STAGE_KEYS} for i in range(1, n_stages + 1)]}
+    )
