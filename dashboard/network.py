@@ -18,11 +18,10 @@ from search.cost import layer_costs
 from search.datasets import dataset_info
 from search.space import ArchSpec, StageSpec
 from search.store import JobInfo
-from search.vocabulary import METRICS, STAGE_KEYS
+from search.vocabulary import METRICS
 
 __all__ = [
     "Part",
-    "arch_of",
     "class_count",
     "diagram",
     "diff_table",
@@ -53,30 +52,6 @@ class Part:
         """``C×H×W`` of the part's output; ``?×1×1`` for a head of unknown class count."""
         channels = "?" if self.params is None else str(self.out_channels)
         return f"{channels}×{self.out_size[0]}×{self.out_size[1]}"
-
-
-def arch_of(row: Mapping[str, Any]) -> ArchSpec:
-    """The architecture of one candidate row (its ``sN.*`` columns).
-
-    Example:
-        >>> arch_of({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
-        ...          "s1.width": 8, "s1.depth": 1}).stages[0].width
-        8
-    """
-    n_stages = sum(1 for key in row if key.endswith(".downsample"))
-    return ArchSpec.from_dict(
-        {
-            "stages": [
-                {key: _plain(row[f"s{i}.{key}"]) for key in STAGE_KEYS}
-                for i in range(1, n_stages + 1)
-            ]
-        }
-    )
-
-
-def _plain(value: Any) -> Any:
-    # numpy scalars from a DataFrame row are not the ints ArchSpec validates
-    return value.item() if hasattr(value, "item") else value
 
 
 def class_count(job: JobInfo) -> int | None:
@@ -121,7 +96,7 @@ def parts(arch: ArchSpec, input_shape: Sequence[int], num_classes: int | None) -
     (:func:`search.cost.layer_costs`); the head's are ``None`` when ``num_classes`` is.
 
     Example:
-        >>> arch = arch_of({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
+        >>> arch = ArchSpec.from_row({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
         ...                 "s1.width": 8, "s1.depth": 1})
         >>> [(p.name, p.params) for p in parts(arch, (1, 8, 8), None)]
         [('stem', 88), ('s1', 592), ('head', None)]
@@ -159,7 +134,7 @@ def parts_table(network: Sequence[Part]) -> pd.DataFrame:
     the longest text (drawn in the diagram too), last; the width is the output's first number.
 
     Example:
-        >>> arch = arch_of({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
+        >>> arch = ArchSpec.from_row({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
         ...                 "s1.width": 8, "s1.depth": 1})
         >>> parts_table(parts(arch, (1, 8, 8), 10))["FLOPs"].tolist()
         ['9,216', '73,728', '160']
@@ -187,7 +162,7 @@ def diagram(network: Sequence[Part], input_shape: Sequence[int]) -> str:
     its ops, output size, parameters and FLOPs.
 
     Example:
-        >>> arch = arch_of({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
+        >>> arch = ArchSpec.from_row({"s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
         ...                 "s1.width": 8, "s1.depth": 1})
         >>> diagram(parts(arch, (1, 8, 8), 10), (1, 8, 8)).splitlines()[-1]
         'input -> stem -> s1 -> head; }'
@@ -218,7 +193,7 @@ def diff_table(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
         >>> diff_table(row, {**row, "s1.kernel": 5, "flops": 2500}).query("differs")["B"].tolist()
         ['5', '2,500']
     """
-    pa, pb = arch_of(a).params(), arch_of(b).params()
+    pa, pb = ArchSpec.from_row(a).params(), ArchSpec.from_row(b).params()
     pairs = [(k, pa.get(k), pb.get(k)) for k in dict.fromkeys([*pa, *pb])]
     pairs += [(k, a[k], b[k]) for k in ("state", *METRICS)]
     return pd.DataFrame.from_records(

@@ -131,6 +131,11 @@ def _check_fits(n_stages: int, input_shape: Sequence[int]) -> None:
         )
 
 
+def _plain(value: Any) -> Any:
+    # a DataFrame row holds numpy scalars, which the integer checks refuse
+    return value.item() if hasattr(value, "item") else value
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -244,6 +249,28 @@ class ArchSpec:
         return {
             f"s{i}.{k}": getattr(s, k) for i, s in enumerate(self.stages, 1) for k in STAGE_KEYS
         }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ArchSpec:
+        """The architecture of a flat row that holds every stage key (:meth:`params`' form,
+        e.g. a candidate row of :func:`search.query.load_candidates`; other keys are ignored).
+        Numpy scalars, as a DataFrame row holds them, count as the Python values they are.
+
+        Example:
+            >>> row = {"trial": 3, "s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
+            ...        "s1.width": 8, "s1.depth": 1}
+            >>> ArchSpec.from_row(row).params() == {k: v for k, v in row.items() if k != "trial"}
+            True
+        """
+        n_stages = sum(1 for key in row if re.fullmatch(r"s[1-9][0-9]*\.downsample", key))
+        return cls.from_dict(
+            {
+                "stages": [
+                    {key: _plain(row[f"s{i}.{key}"]) for key in STAGE_KEYS}
+                    for i in range(1, n_stages + 1)
+                ]
+            }
+        )
 
     def check_fits(self, input_shape: Sequence[int]) -> None:
         """Raise ``ValueError`` if some stage would shrink the map below 1×1."""

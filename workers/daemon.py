@@ -20,7 +20,7 @@ from typing import Any
 from search.artifacts import artifact_dir
 from search.store import JobInfo, LeaseLostError, Store, new_worker_id, optuna_storage, retrying
 from workers.ray_session import ray_session
-from workers.runner import JobOutcome, run_job
+from workers.runner import JobOutcome, Outcome, run_job
 from workers.searcher import StopRequest
 
 __all__ = ["Worker"]
@@ -144,7 +144,14 @@ class Worker:
             after = self._end(self.store.fail_attempt, job.id, error=f"{type(exc).__name__}: {exc}")
             if after is None:
                 return JobOutcome("interrupted", 0, 0, f"lease lost; {exc}")
-            status = "requeued" if after.status == "queued" else after.status
+            # fail_attempt leaves the job queued again, failed (attempts used up) or cancelled
+            status: Outcome = (
+                "requeued"
+                if after.status == "queued"
+                else "cancelled"
+                if after.status == "cancelled"
+                else "failed"
+            )
             return JobOutcome(status, 0, 0, f"attempt {after.attempts}/{after.max_attempts}: {exc}")
         finally:
             self._job_stop = None

@@ -24,7 +24,6 @@ import torch
 
 from search.artifacts import ExportFormat
 from search.space import ArchSpec
-from search.vocabulary import STAGE_KEYS
 from workers.model import Net, Normalized, build_model
 
 __all__ = [
@@ -105,7 +104,7 @@ def rebuild(
         >>> rebuild(row, in_channels=1, num_classes=10, weights=None)(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
-    model = build_model(_arch_of(row), in_channels=in_channels, num_classes=num_classes)
+    model = build_model(ArchSpec.from_row(row), in_channels=in_channels, num_classes=num_classes)
     if weights is not None:
         try:
             model.load_state_dict(weights)
@@ -167,7 +166,7 @@ def export_candidate(
         meta = {
             "job": job_id,
             "trial": row["trial"],
-            "arch": _arch_of(row).to_dict(),
+            "arch": ArchSpec.from_row(row).to_dict(),
             "input_shape": list(input_shape),
             "num_classes": num_classes,
             "trained": weights is not None,
@@ -200,10 +199,3 @@ def export_candidate(
     else:
         raise ValueError(f"unknown export format {fmt!r} (expected torchscript, onnx or state)")
     return [out]
-
-
-def _arch_of(row: Mapping[str, Any]) -> ArchSpec:
-    n_stages = sum(1 for key in row if key.endswith(".downsample"))
-    return ArchSpec.from_dict(
-        {"stages": [{k: row[f"s{i}.{k}"] for k in STAGE_KEYS} for i in range(1, n_stages + 1)]}
-    )

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import ray
@@ -36,16 +36,20 @@ from workers.recorder import Recorder
 from workers.searcher import StopRequest, StudySearcher
 from workers.train import TrainResult, train
 
-__all__ = ["JobOutcome", "run_job"]
+__all__ = ["JobOutcome", "Outcome", "run_job"]
 
 TrainFn = Callable[..., TrainResult]
 
 
+Outcome = Literal["succeeded", "failed", "cancelled", "interrupted", "requeued"]
+
+
 @dataclass(frozen=True)
 class JobOutcome:
-    """How a run ended: ``succeeded``, ``failed``, ``cancelled`` or ``interrupted``."""
+    """How a run ended: ``succeeded``, ``failed``, ``cancelled`` or ``interrupted``; the
+    worker reports a crashed attempt that goes back to the queue as ``requeued``."""
 
-    status: str
+    status: Outcome
     completed: int
     failed: int
     error: str | None = None

@@ -26,7 +26,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -56,6 +56,11 @@ _RESULT_ATTRS = (
 )
 
 
+# why a job stops before its end: the user cancelled it, the worker is shutting down, the
+# worker's own code failed, the job finished, or another worker took the job over
+StopReason = Literal["cancel", "shutdown", "error", "done", "lease lost"]
+
+
 class StopRequest:
     """Asks a running job to stop; ``reason`` is ``"cancel"`` or ``"shutdown"``.
 
@@ -68,9 +73,9 @@ class StopRequest:
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self.reason: str | None = None
+        self.reason: StopReason | None = None
 
-    def set(self, reason: str) -> None:
+    def set(self, reason: StopReason) -> None:
         """Ask to stop; the first reason given is the one kept."""
         if not self._event.is_set():
             self.reason = reason

@@ -11,8 +11,9 @@ import streamlit as st
 
 from dashboard import _data
 from dashboard._ui import pick_job
-from dashboard.network import Part, arch_of, class_count, diagram, diff_table, parts, parts_table
+from dashboard.network import Part, class_count, diagram, diff_table, parts, parts_table
 from dashboard.tables import fmt_value
+from search.space import ArchSpec
 
 # Shown as metrics above the part table, in this order.
 _HEADLINE = ("val_acc", "test_acc", "params", "flops", "receptive_field")
@@ -56,7 +57,7 @@ def _trial_input(label: str, param: str, default: int, key: str) -> dict[str, An
 
 
 def _network(row: dict[str, Any]) -> list[Part]:
-    return parts(arch_of(row), input_shape, num_classes)
+    return parts(ArchSpec.from_row(row), input_shape, num_classes)
 
 
 def _show(row: dict[str, Any]) -> None:
@@ -65,7 +66,7 @@ def _show(row: dict[str, Any]) -> None:
     for col, key in zip(st.columns(len(_HEADLINE)), _HEADLINE, strict=True):
         col.metric(key, fmt_value(row[key]))
     st.dataframe(parts_table(network), hide_index=True, width="stretch")
-    st.code(arch_of(row).canonical_json(), language="json", wrap_lines=True)
+    st.code(ArchSpec.from_row(row).canonical_json(), language="json", wrap_lines=True)
 
 
 one, two = st.tabs(["One candidate", "Compare two"])

@@ -47,7 +47,9 @@ def app_path() -> Path:
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
-    """The ``streamlit run`` command line that serves the app on ``host:port``.
+    """The command line that serves the app on ``host:port``: ``python -m dashboard.serve
+    run …`` takes ``streamlit run``'s arguments and warms the imports and the first reads
+    before Streamlit starts, so the first page a user opens is not the slow one.
 
     Example:
         >>> cmd = streamlit_command(8502, "0.0.0.0")
@@ -57,7 +59,7 @@ def streamlit_command(port: int, host: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "dashboard.serve",
         "run",
         str(app_path()),
         "--server.port",

@@ -22,7 +22,7 @@ from search.cli._common import (
 from search.cli._flags import job_config_from_flags, job_options, space_options
 from search.query import load_front
 from search.store import Store
-from search.vocabulary import JOB_STATUSES
+from search.vocabulary import JOB_STATUSES, JobStatus
 
 __all__ = ["cancel", "jobs", "status", "submit"]
 
@@ -60,7 +60,7 @@ def submit(db: str | None, as_json: bool, **flags: Any) -> None:
 @click.option("--status", type=click.Choice(JOB_STATUSES), help="Only jobs with this status.")
 @db_option
 @json_option
-def jobs(status: str | None, db: str | None, as_json: bool) -> None:
+def jobs(status: JobStatus | None, db: str | None, as_json: bool) -> None:
     """List the queue, oldest first."""
     with database(db) as url, Store.open(url) as store:
         found = store.list_jobs(status)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from search.vocabulary import CANDIDATE_STATES, JOB_STATUSES
+from search.vocabulary import CANDIDATE_STATES, JOB_STATUSES, CandidateState, JobStatus
 
 __all__ = [
     "TABLE_PREFIX",
@@ -91,7 +91,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[JobStatus] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(Integer)
     config: Mapped[str] = mapped_column(Text)
     study_name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -144,7 +144,7 @@ class Candidate(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("ps_jobs.id", ondelete="CASCADE"))
     trial_number: Mapped[int] = mapped_column(Integer)
     optuna_trial_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[CandidateState] = mapped_column(String(16))
     arch_json: Mapped[str] = mapped_column(Text)
     arch_hash: Mapped[str] = mapped_column(String(16), index=True)
     val_acc: Mapped[float | None] = mapped_column(Float)

@@ -54,6 +54,8 @@ from search.vocabulary import (
     JOB_STATUSES,
     STAGE_KEYS,
     CandidateState,
+    FinalStatus,
+    JobStatus,
 )
 
 __all__ = ["Store", "new_worker_id"]
@@ -181,7 +183,7 @@ class Store:
             s.flush()
             return _info(job, 0)
 
-    def list_jobs(self, status: str | None = None) -> list[JobInfo]:
+    def list_jobs(self, status: JobStatus | None = None) -> list[JobInfo]:
         """Jobs oldest first, optionally only those with ``status``."""
         if status is not None and status not in JOB_STATUSES:
             raise ValueError(
@@ -266,7 +268,7 @@ class Store:
                         f"worker {job.worker_id} lost its lease (expired "
                         f"{_iso(job.lease_expires_at)}) on attempt {job.attempts}"
                     )
-                    final = (
+                    final: FinalStatus | None = (
                         "cancelled"
                         if job.cancel_requested
                         else "failed"
@@ -303,7 +305,7 @@ class Store:
             return Heartbeat(lease_held=held, cancel_requested=job.cancel_requested)
 
     def finish_job(
-        self, job_id: int, worker_id: str, status: str, error: str | None = None
+        self, job_id: int, worker_id: str, status: FinalStatus, error: str | None = None
     ) -> JobInfo:
         """End a running job held by ``worker_id`` as ``succeeded``, ``failed`` or ``cancelled``.
 
@@ -487,7 +489,7 @@ class Store:
         self,
         *,
         candidate_id: int,
-        state: str,
+        state: CandidateState,
         val_acc: float | None = None,
         test_acc: float | None = None,
         latency_ms: float | None = None,

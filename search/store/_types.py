@@ -8,6 +8,7 @@ from typing import Any
 
 from search.config import JobConfig
 from search.datasets import DatasetFacts
+from search.vocabulary import CandidateState, JobStatus
 
 __all__ = ["CandidateInfo", "Heartbeat", "JobInfo", "WorkerInfo"]
 
@@ -26,7 +27,7 @@ class JobInfo:
 
     id: int
     name: str
-    status: str
+    status: JobStatus
     priority: int
     study_name: str
     config: JobConfig
@@ -95,7 +96,7 @@ class CandidateInfo:
     job_id: int
     trial_number: int
     optuna_trial_id: int | None
-    state: str
+    state: CandidateState
     arch_json: str
     arch_hash: str
     val_acc: float | None

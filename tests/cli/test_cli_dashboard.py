@@ -81,7 +81,7 @@ def test_the_app_is_the_dashboard_packages_even_when_a_tests_folder_shadows_it()
     assert command[:5] == [
         sys.executable,
         "-m",
-        "streamlit",
+        "dashboard.serve",
         "run",
         str(ROOT / "dashboard" / "app.py"),
     ]

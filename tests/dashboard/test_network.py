@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from dashboard.network import (
-    arch_of,
     class_count,
     diagram,
     diff_table,
@@ -58,7 +57,7 @@ def _job(tmp_path: Path, dataset: str, **extra: object) -> JobInfo:
 
 
 def test_the_parts_cost_what_the_search_computed() -> None:
-    arch = arch_of(ROW)
+    arch = ArchSpec.from_row(ROW)
     network = parts(arch, DIGITS, 10)
     cost = arch_cost(arch, input_shape=DIGITS, num_classes=10)
     assert [p.name for p in network] == ["stem", "s1", "s2", "head"]
@@ -74,7 +73,10 @@ def test_the_parts_cost_what_the_search_computed() -> None:
 
 
 def test_an_unknown_class_count_leaves_the_head_blank() -> None:
-    known, unknown = parts(arch_of(ROW), DIGITS, 10), parts(arch_of(ROW), DIGITS, None)
+    known, unknown = (
+        parts(ArchSpec.from_row(ROW), DIGITS, 10),
+        parts(ArchSpec.from_row(ROW), DIGITS, None),
+    )
     assert unknown[:-1] == known[:-1]  # the body does not depend on the classes
     head = unknown[-1]
     assert (head.params, head.flops, head.output) == (None, None, "?×1×1")
@@ -83,7 +85,7 @@ def test_an_unknown_class_count_leaves_the_head_blank() -> None:
 
 
 def test_the_table_writes_counts_with_thousands_separators() -> None:
-    network = parts(arch_of(ROW), DIGITS, 10)
+    network = parts(ArchSpec.from_row(ROW), DIGITS, 10)
     table = parts_table(network)
     assert table.columns.tolist() == [
         "part",
@@ -105,7 +107,7 @@ def test_the_table_writes_counts_with_thousands_separators() -> None:
 
 
 def test_the_diagram_chains_the_parts_with_their_costs() -> None:
-    network = parts(arch_of(ROW), DIGITS, 10)
+    network = parts(ArchSpec.from_row(ROW), DIGITS, 10)
     dot = diagram(network, DIGITS)
     assert dot.splitlines()[-1] == "input -> stem -> s1 -> s2 -> head; }"
     assert 'input [label="input\\n1×8×8", shape=plaintext];' in dot
@@ -115,14 +117,14 @@ def test_the_diagram_chains_the_parts_with_their_costs() -> None:
         f'\\n{s1.params:,} params · {s1.flops:,} FLOPs"];'
     ) in dot
     assert "? classes" not in dot and "- params · - FLOPs" in diagram(
-        parts(arch_of(ROW), DIGITS, None), DIGITS
+        parts(ArchSpec.from_row(ROW), DIGITS, None), DIGITS
     )
 
 
 def test_the_diff_lists_every_choice_and_metric_as_text() -> None:
     other = {**ROW, "trial": 5, "s2.skip": "none", "flops": 98304, "val_acc": 0.36112}
     diff = diff_table(ROW, other).set_index("key")
-    assert diff.index.tolist()[:10] == list(arch_of(ROW).params())
+    assert diff.index.tolist()[:10] == list(ArchSpec.from_row(ROW).params())
     assert diff.loc["s2.skip"].tolist() == ["pool", "none", True]
     assert diff.loc["flops"].tolist() == ["122,176", "98,304", True]
     # shown to four places, compared in full
