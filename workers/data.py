@@ -49,6 +49,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from search.config import JobConfig
 from search.datasets import DatasetFacts, DatasetInfo, dataset_info
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "default_data_dir",
     "fetch_cifar10",
     "load_dataset",
+    "load_job_data",
 ]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -244,6 +246,22 @@ def load_dataset(
                 cache, name, _source_files(path), shape, lambda: _read_imagefolder(path, shape)
             )
     return _split(name, arrays, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+def load_job_data(config: JobConfig) -> Dataset:
+    """The data of a job: its dataset, data path, input shape and split seed.
+
+    Example:
+        >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 1, "epochs": 1})
+        >>> load_job_data(cfg).input_shape
+        (1, 8, 8)
+    """
+    return load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        input_shape=config.space.input_shape,
+        seed=config.seed,
+    )
 
 
 def _default_input(info: DatasetInfo) -> tuple[int, int, int]:

@@ -30,7 +30,7 @@ from search.space import ArchSpec, max_stages
 from search.store import Store, retrying
 from search.study import open_study
 from search.training import TrainConfig
-from workers.data import Dataset, load_dataset
+from workers.data import Dataset, load_job_data
 from workers.ray_session import tune_settings
 from workers.recorder import Recorder
 from workers.searcher import StopRequest, StudySearcher
@@ -87,12 +87,7 @@ def run_job(
     stop = stop or StopRequest()
     if dataset is None:
         try:
-            dataset = load_dataset(
-                config.dataset,
-                data_dir=config.data_dir,
-                input_shape=config.space.input_shape,
-                seed=config.seed,
-            )
+            dataset = load_job_data(config)
         except ValueError as exc:  # missing or unreadable data: another attempt won't help
             return JobOutcome("failed", 0, 0, f"dataset {config.dataset}: {exc}")
     if len(config.space.stages) > max_stages(dataset.input_shape):

@@ -322,7 +322,7 @@ def _dataset_facts(
     """For a job without stored dataset facts: the class count (the registry's, else the kept
     head's) and the training split's per-channel mean and std (the dataset loads from its
     cache)."""
-    from workers.data import load_dataset
+    from workers.data import load_job_data
     from workers.export import head_classes
 
     num_classes = dataset_info(config.dataset).num_classes
@@ -334,12 +334,7 @@ def _dataset_facts(
             "kept; cannot size the classifier"
         )
     try:
-        data = load_dataset(
-            config.dataset,
-            data_dir=config.data_dir,
-            input_shape=config.space.input_shape,
-            seed=config.seed,
-        )
+        data = load_job_data(config)
     except ValueError as exc:
         warn(
             f"cannot load {config.dataset} for its input statistics ({exc}); the exported "
