@@ -159,8 +159,8 @@ def pareto_figure(
         ...        "flops": 10, "params": 5}
         >>> fig = pareto_figure(pd.DataFrame([row]).iloc[:0], pd.DataFrame([row]),
         ...                     x="flops", y="val_acc", color_by="s1.downsample")
-        >>> [t.name for t in fig.data]
-        ['s1.downsample=max', 'Pareto front', 's1.downsample=max on the front']
+        >>> [(t.name, t.showlegend) for t in fig.data]
+        [('Pareto front', None), ('s1.downsample=max on the front', True)]
     """
     both = pd.concat([off_front, front])
     if color_by is None:
@@ -175,9 +175,12 @@ def pareto_figure(
 
     scatter = go.Scattergl if len(off_front) >= WEBGL_FROM else go.Scatter
     fig = go.Figure()
+    shown_off: set[str] = set()
     for name, value in groups:
         group = members(off_front, value)
-        # drawn even when empty: the legend then lists a value that only the front has
+        if group.empty:  # plotly leaves an empty trace out of the legend: the front lists it
+            continue
+        shown_off.add(name)
         fig.add_trace(
             scatter(
                 x=group[x],
@@ -213,7 +216,8 @@ def pareto_figure(
                 mode="markers",
                 name=f"{name} on the front",
                 legendgroup=name,
-                showlegend=False,
+                # the group's one legend entry, unless its off-front points already give it
+                showlegend=name not in shown_off,
                 marker={
                     "size": 12,
                     "symbol": "diamond",

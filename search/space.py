@@ -127,7 +127,7 @@ def _check_fits(n_stages: int, input_shape: Sequence[int]) -> None:
         shape = "x".join(map(str, input_shape))
         raise ValueError(
             f"stage {limit + 1}: its input is {h}x{w}, which cannot be downsampled "
-            f"(input {shape} allows at most {limit} stages, got {n_stages})"
+            f"(input {shape} allows at most {limit} stage{'s' * (limit != 1)}, got {n_stages})"
         )
 
 
