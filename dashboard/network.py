@@ -63,8 +63,8 @@ def class_count(job: JobInfo) -> int | None:
         >>> from types import SimpleNamespace
         >>> class_count(SimpleNamespace(dataset=None, config=SimpleNamespace(dataset="npz")))
     """
-    if job.dataset is not None:
-        return job.dataset.num_classes
+    if job.dataset_facts is not None:
+        return job.dataset_facts.num_classes
     return dataset_info(job.config.dataset).num_classes
 
 

@@ -145,9 +145,16 @@ class JobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, flat; ``space`` holds keys that :class:`SpaceConfig` reads back."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        train = out.pop("train")
-        out.update({key: getattr(train, key) for key in _TRAIN_KEYS})
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            # the stored and printed key order of the flat form that came before ``train``:
+            # epochs after trials, the other training keys before keep_weights
+            if f.name == "train":
+                out["epochs"] = self.train.epochs
+                continue
+            if f.name == "keep_weights":
+                out.update({k: getattr(self.train, k) for k in _TRAIN_KEYS if k != "epochs"})
+            out[f.name] = getattr(self, f.name)
         out["objectives"] = list(self.objectives)
         out["space"] = space_mapping(self.space)
         return out

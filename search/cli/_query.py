@@ -289,8 +289,8 @@ def export(
         )
     mean: list[float] | None
     std: list[float] | None
-    if job.dataset is not None:
-        facts = job.dataset
+    if job.dataset_facts is not None:
+        facts = job.dataset_facts
         num_classes, mean, std = facts.num_classes, list(facts.mean), list(facts.std)
     else:  # no worker has loaded the data yet, or the job predates schema 0002
         num_classes, mean, std = _dataset_facts(job.config, weights)

@@ -360,7 +360,7 @@ class Store:
             return _info(job, _trials_done(s, job_id))
 
     def record_dataset(self, job_id: int, facts: DatasetFacts) -> None:
-        """Keep what a worker learnt about the job's dataset (:attr:`JobInfo.dataset`).
+        """Keep what a worker learnt about the job's dataset (:attr:`JobInfo.dataset_facts`).
 
         Recording the same facts again changes nothing; different facts (the data changed
         between attempts) replace them.
@@ -707,7 +707,7 @@ def _info(job: Job, trials_done: int) -> JobInfo:
         started_at=job.started_at,
         finished_at=job.finished_at,
         updated_at=job.updated_at,
-        dataset=(
+        dataset_facts=(
             DatasetFacts.from_dict(json.loads(job.dataset_facts)) if job.dataset_facts else None
         ),
     )

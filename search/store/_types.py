@@ -43,18 +43,20 @@ class JobInfo:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
-    dataset: DatasetFacts | None = None
+    dataset_facts: DatasetFacts | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 (UTC), ``config`` as :meth:`JobConfig.to_dict`,
-        ``dataset`` as :meth:`DatasetFacts.to_dict` (``None`` until a worker loaded it)."""
+        ``dataset_facts`` as :meth:`DatasetFacts.to_dict` (``None`` until a worker loaded the
+        data)."""
         out = {
             ("study" if k == "study_name" else k): _jsonable(v)
             for k, v in vars(self).items()
-            if k not in ("config", "dataset")
+            if k not in ("config", "dataset_facts")
         }
         out["config"] = self.config.to_dict()
-        out["dataset"] = self.dataset.to_dict() if self.dataset else None
+        facts = self.dataset_facts
+        out["dataset_facts"] = facts.to_dict() if facts else None
         return out
 
 

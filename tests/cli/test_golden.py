@@ -10,11 +10,14 @@ from _golden import GOLDEN, capture
 
 
 def contained(old: Any, new: Any, where: str = "$") -> list[str]:
-    """Where ``new`` lost or changed something of ``old`` (new dict keys are allowed)."""
+    """Where ``new`` lost, changed or reordered something of ``old``: new dict keys are
+    allowed anywhere, the old keys keep their order (people and scripts read the JSON as text)."""
     if isinstance(old, dict):
         if not isinstance(new, dict):
             return [f"{where}: was an object"]
-        return [
+        kept = [k for k in new if k in old]
+        order = [] if kept == [k for k in old if k in new] else [f"{where}: keys reordered"]
+        return order + [
             p
             for k, v in old.items()
             for p in (
@@ -52,3 +55,5 @@ def test_contained_sees_a_changed_or_missing_field() -> None:
     assert contained({"a": 1}, {"a": 2}) == ["$.a: 1 became 2"]
     assert contained({"a": {"b": 1}}, {"a": {}}) == ["$.a.b: missing"]
     assert contained([1, 2], [1]) == ["$: was a list of 2"]
+    assert contained({"a": 1, "b": 2}, {"b": 2, "c": 0, "a": 1}) == ["$: keys reordered"]
+    assert contained({"a": 1, "b": 2}, {"b": 2, "c": 0, "a": 1}) == ["$: keys reordered"]

@@ -144,7 +144,7 @@ def test_stage_ops_follow_the_model() -> None:
 
 def test_class_count_is_the_recorded_one_first(tmp_path: Path) -> None:
     job = _job(tmp_path, "digits")
-    assert job.dataset is None and class_count(job) == 10  # the name fixes it
+    assert job.dataset_facts is None and class_count(job) == 10  # the name fixes it
     recorded = replace(job, dataset=DatasetFacts(7, DIGITS, (0.5,), (0.2,)))
     assert class_count(recorded) == 7
 

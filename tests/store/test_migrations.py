@@ -150,7 +150,7 @@ def test_upgrade_downgrade_upgrade_with_rows_present(
     assert {t: row_counts(empty_db_url)[t] for t in PS_TABLES} == ours
     with Store.open(empty_db_url) as store:
         job = store.get_job(1)
-        assert (job.status, job.worker_id, job.dataset) == ("running", "w", None)
+        assert (job.status, job.worker_id, job.dataset_facts) == ("running", "w", None)
         assert [c.val_acc for c in store.list_candidates(1)] == [0.5]
 
     assert downgrade(empty_db_url, "base") is None

@@ -197,13 +197,13 @@ def test_a_new_job_never_gets_an_existing_optuna_study(db_url: str) -> None:
 
 def test_the_dataset_facts_are_recorded_once_on_the_job(store: Store) -> None:
     job = store.submit(config())
-    assert job.dataset is None and job.to_dict()["dataset"] is None
+    assert job.dataset_facts is None and job.to_dict()["dataset_facts"] is None
     claimed = store.claim("w", 60)
-    assert claimed is not None and claimed.dataset is None
+    assert claimed is not None and claimed.dataset_facts is None
     facts = DatasetFacts(10, (1, 8, 8), (4.5,), (6.25,))
     store.record_dataset(job.id, facts)
     recorded = store.get_job(job.id)
-    assert recorded.dataset == facts
+    assert recorded.dataset_facts == facts
     assert recorded.to_dict()["dataset"] == {
         "num_classes": 10,
         "input_shape": [1, 8, 8],
@@ -213,12 +213,12 @@ def test_the_dataset_facts_are_recorded_once_on_the_job(store: Store) -> None:
     store.record_dataset(job.id, facts)  # again: nothing changes, not even updated_at
     assert store.get_job(job.id) == recorded
     # every read of a job carries them
-    assert store.list_jobs()[0].dataset == facts
+    assert store.list_jobs()[0].dataset_facts == facts
     assert store.heartbeat("w", job.id, 60).lease_held
-    assert store.finish_job(job.id, "w", "succeeded").dataset == facts
+    assert store.finish_job(job.id, "w", "succeeded").dataset_facts == facts
     other = DatasetFacts(10, (1, 8, 8), (4.0,), (6.0,))
     store.record_dataset(job.id, other)  # the data changed between attempts: the latest wins
     changed = store.get_job(job.id)
-    assert changed.dataset == other and changed.updated_at > recorded.updated_at
+    assert changed.dataset_facts == other and changed.updated_at > recorded.updated_at
     with pytest.raises(JobNotFoundError):
         store.record_dataset(999, facts)

@@ -80,7 +80,7 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
         assert (job.created_at, job.finished_at) == (T0, T0)
         assert (job.config.dataset, job.config.trials, job.config.train.epochs) == ("digits", 3, 2)
         assert [st.width for st in job.config.space.stages] == [(8,), (16,)]
-        assert job.dataset is None  # 0002's column: nothing known before it existed
+        assert job.dataset_facts is None  # 0002's column: nothing known before it existed
         assert [(j.id, j.status, j.priority) for j in store.list_jobs()] == [
             (1, "succeeded", 0),
             (2, "queued", 5),
@@ -113,7 +113,7 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
 
         facts = DatasetFacts(10, (1, 8, 8), (4.9,), (6.0,))
         store.record_dataset(1, facts)
-        assert store.get_job(1).dataset == facts
+        assert store.get_job(1).dataset_facts == facts
 
     study = optuna.load_study(study_name="poolstride-job-1", storage=optuna_storage(old_url))
     assert [(t.state, t.values) for t in study.trials] == [

@@ -149,7 +149,7 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(
     assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
     assert outcome.status == "succeeded" and outcome.completed == 4
     # the job records its data's facts, which export and the dashboard read
-    facts = store.get_job(job.id).dataset
+    facts = store.get_job(job.id).dataset_facts
     assert facts == load_dataset("digits", seed=3).facts()
     assert (facts.num_classes, facts.input_shape, len(facts.mean)) == (10, (1, 8, 8), 1)
     states = {t.number: t.state for t in study.trials}
