@@ -61,7 +61,7 @@ def class_count(job: JobInfo) -> int | None:
 
     Example:
         >>> from types import SimpleNamespace
-        >>> class_count(SimpleNamespace(dataset=None, config=SimpleNamespace(dataset="npz")))
+        >>> class_count(SimpleNamespace(dataset_facts=None, config=SimpleNamespace(dataset="npz")))
     """
     if job.dataset_facts is not None:
         return job.dataset_facts.num_classes

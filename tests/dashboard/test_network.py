@@ -145,7 +145,7 @@ def test_stage_ops_follow_the_model() -> None:
 def test_class_count_is_the_recorded_one_first(tmp_path: Path) -> None:
     job = _job(tmp_path, "digits")
     assert job.dataset_facts is None and class_count(job) == 10  # the name fixes it
-    recorded = replace(job, dataset=DatasetFacts(7, DIGITS, (0.5,), (0.2,)))
+    recorded = replace(job, dataset_facts=DatasetFacts(7, DIGITS, (0.5,), (0.2,)))
     assert class_count(recorded) == 7
 
 
@@ -153,4 +153,4 @@ def test_class_count_is_the_recorded_one_first(tmp_path: Path) -> None:
 def test_class_count_is_unknown_where_nothing_says_it(tmp_path: Path, dataset: str) -> None:
     job = _job(tmp_path, dataset, data_dir=str(tmp_path / "data"))
     assert class_count(job) is None
-    assert class_count(replace(job, dataset=DatasetFacts(3, DIGITS, (0.5,), (0.2,)))) == 3
+    assert class_count(replace(job, dataset_facts=DatasetFacts(3, DIGITS, (0.5,), (0.2,)))) == 3

@@ -204,7 +204,7 @@ def test_the_dataset_facts_are_recorded_once_on_the_job(store: Store) -> None:
     store.record_dataset(job.id, facts)
     recorded = store.get_job(job.id)
     assert recorded.dataset_facts == facts
-    assert recorded.to_dict()["dataset"] == {
+    assert recorded.to_dict()["dataset_facts"] == {
         "num_classes": 10,
         "input_shape": [1, 8, 8],
         "mean": [4.5],
