@@ -34,6 +34,8 @@ from db_scale import add_scale_args, scaled_database  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from search.store import DB_ENV_VAR, Store  # noqa: E402
+
+# bulk INSERT of 100k epochs: Store.record_epoch is one transaction per point, no bulk path
 from search.store._models import Candidate, Epoch  # noqa: E402
 
 TARGET_S = 3.0

@@ -48,6 +48,8 @@ from search.cost import arch_cost
 from search.query import load_candidates, load_front
 from search.space import ArchSpec, StageSpec
 from search.store import Store, optuna_storage, upgrade
+
+# bulk INSERTs of 100k rows: the Store writes one candidate per transaction, no public bulk path
 from search.store._models import Candidate, Stage
 
 TARGET_S = 1.0

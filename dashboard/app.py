@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import _data
 from search.store import StoreError, display_url
@@ -23,9 +22,8 @@ st.set_page_config(page_title="poolstride", page_icon=":material/account_tree:",
 url = _data.database_url()
 try:
     _data.check(url)
-except (StoreError, SQLAlchemyError) as exc:
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    st.error(f"Cannot read database {display_url(url)}: {reason}")
+except StoreError as exc:  # one line that names the database and says what is wrong with it
+    st.error(str(exc))
     st.stop()
 
 page = st.navigation(

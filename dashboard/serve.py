@@ -72,8 +72,6 @@ def warm(url: str | None = None) -> str:
     _draw_each_figure()
     code = time.perf_counter()
 
-    from sqlalchemy.exc import SQLAlchemyError
-
     from dashboard import _data
     from search.store import StoreError, check_schema
 
@@ -85,8 +83,8 @@ def warm(url: str | None = None) -> str:
         store.list_jobs()
         store.list_workers()
         database = f"{time.perf_counter() - code:.2f} s"
-    except (StoreError, SQLAlchemyError) as exc:
-        database = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    except StoreError as exc:
+        database = str(exc)
     return (
         f"dashboard warmed in {time.perf_counter() - start:.2f} s "
         f"(code {code - start:.2f} s, database: {database})"

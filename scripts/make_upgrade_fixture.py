@@ -197,7 +197,11 @@ def _optuna_trials(url: str) -> list[int]:
                 user_attrs={"error": "RuntimeError: boom"} if val is None else {},
             )
         )
-    ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
+    study_id = storage.get_study_id_from_name(study.study_name)
+    ids = [
+        storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        for t in study.get_trials(deepcopy=False)
+    ]
     storage.engine.dispose()
     return ids
 

@@ -28,6 +28,7 @@ from search.vocabulary import DOWNSAMPLES, KERNELS, SKIPS, STAGE_KEYS
 
 if TYPE_CHECKING:
     import pandas as pd
+    from optuna.storages import BaseStorage
 
 __all__ = [
     "BOOTSTRAP_MAX_N",
@@ -283,12 +284,17 @@ def describe_effect(row: Mapping[str, Any], *, metric: str = "val_acc") -> str:
 
 
 def importances(
-    storage: Any, study_name: str, *, objective: int = 0, min_trials: int = 4, seed: int = 0
+    storage: BaseStorage,
+    study_name: str,
+    *,
+    objective: int = 0,
+    min_trials: int = 4,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Optuna's parameter importances (fANOVA, seeded) for objective number ``objective``.
 
-    ``storage`` is an Optuna storage or URL (:func:`search.store.optuna_storage` of the
-    database). Returns ``{}`` when the study does not exist, has fewer than ``min_trials``
+    ``storage`` is the Optuna storage of the database (:func:`search.store.optuna_storage`).
+    Returns ``{}`` when the study does not exist, has fewer than ``min_trials``
     complete trials, or its parameters do not vary (nothing to attribute).
 
     Example:

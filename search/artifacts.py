@@ -20,12 +20,14 @@ __all__ = [
     "EXPORT_FORMATS",
     "KEEP_WEIGHTS",
     "ExportFormat",
+    "KeepWeights",
     "artifact_dir",
     "weights_path",
 ]
 
 ARTIFACTS_ENV_VAR = "POOLSTRIDE_ARTIFACTS"
-KEEP_WEIGHTS: tuple[str, ...] = ("front", "all", "none")
+KeepWeights = Literal["front", "all", "none"]
+KEEP_WEIGHTS: tuple[KeepWeights, ...] = get_args(KeepWeights)
 # what ``poolstride export`` writes: here, so the CLI knows the names without importing torch
 ExportFormat = Literal["torchscript", "onnx", "state"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)

@@ -9,21 +9,19 @@ input writes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from search._checks import integer, number
-from search.artifacts import KEEP_WEIGHTS
+from search.artifacts import KEEP_WEIGHTS, KeepWeights
 from search.datasets import DEFAULT_DATASET, dataset_info
 from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
-from search.space import SpaceConfig, parse_input_shape
+from search.space import COMMON_KEYS, SpaceConfig, parse_input_shape
 from search.study import SAMPLERS
 from search.training import TrainConfig
 
 __all__ = ["JobConfig"]
 
-# the per-stage keys a space lists values of for all stages at once (widths has its own key)
-_SPACE_KEYS = ("downsample", "kernel", "skip", "depth")
 # the TrainConfig fields a job sets, flat among the job keys; the rest keep their defaults
 _TRAIN_KEYS = ("epochs", "batch_size", "lr", "label_smoothing", "augment")
 
@@ -62,7 +60,7 @@ class JobConfig:
     gpus_per_trial: float = 0.0
     concurrency: int = 2
     max_attempts: int = 3
-    keep_weights: str = "front"
+    keep_weights: KeepWeights = "front"
 
     @classmethod
     def from_mapping(
@@ -71,9 +69,9 @@ class JobConfig:
         """Validate and build a job config; ``overrides`` (CLI flags) win, ``None`` means unset.
 
         ``data`` and ``overrides`` hold the keys of :meth:`to_dict`; ``space`` is a mapping of
-        space keys. ``trials`` and ``epochs`` are required; the other training keys default to
-        :class:`~search.training.TrainConfig`'s. The dataset fixes the input shape
-        where it has one; a contradicting ``input`` is an error.
+        space keys. ``trials`` and ``epochs`` are required; the other keys default to the
+        fields' defaults (the training keys to :class:`~search.training.TrainConfig`'s). The
+        dataset fixes the input shape where it has one; a contradicting ``input`` is an error.
 
         Raises:
             ValueError: with a one-line message naming the bad key or value.
@@ -84,21 +82,23 @@ class JobConfig:
         """
         if not isinstance(data, Mapping):
             raise ValueError("a job config is a table of keys")
-        merged = dict(data)
+        # the fields' defaults are the one place a job key's default is written
+        merged = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+        merged.update(data)
         merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
         known = {f.name for f in fields(cls) if f.name != "train"} | set(_TRAIN_KEYS)
         unknown = sorted(set(merged) - known)
         if unknown:
             hint = (
                 " (space keys go in a [space] table)"
-                if unknown[0] in ("stages", "widths", "input", *_SPACE_KEYS, "overrides")
+                if unknown[0] in ("stages", "widths", "input", *COMMON_KEYS, "overrides")
                 else ""
             )
             raise ValueError(f"unknown job key {unknown[0]!r}{hint}")
 
         dataset = merged.get("dataset", DEFAULT_DATASET)
         info = dataset_info(dataset)
-        data_dir = merged.get("data_dir")
+        data_dir = merged["data_dir"]
         if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.strip()):
             raise ValueError(f"data_dir {data_dir!r} must be a path")
         if info.needs_data and data_dir is None:
@@ -111,10 +111,10 @@ class JobConfig:
         name = merged.get("name", dataset)
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValueError(f"name {name!r} must be a non-empty string of at most 200 characters")
-        sampler = merged.get("sampler", "nsga2")
+        sampler = merged["sampler"]
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r} (expected one of {', '.join(SAMPLERS)})")
-        objectives = merged.get("objectives", DEFAULT_OBJECTIVES)
+        objectives = merged["objectives"]
         if isinstance(objectives, str):
             objectives = [o.strip() for o in objectives.split(",") if o.strip()]
         if not isinstance(objectives, list | tuple):
@@ -129,13 +129,13 @@ class JobConfig:
             space=_space(merged.get("space", {}), dataset),
             objectives=validate_objectives(objectives),
             sampler=sampler,
-            seed=_int(merged, "seed", default=0),
-            priority=_int(merged, "priority", default=0),
-            cpus_per_trial=_float(merged, "cpus_per_trial", default=1.0, positive=True),
-            gpus_per_trial=_float(merged, "gpus_per_trial", default=0.0),
-            concurrency=_int(merged, "concurrency", default=2, minimum=1),
-            max_attempts=_int(merged, "max_attempts", default=3, minimum=1),
-            keep_weights=_keep_weights(merged.get("keep_weights", "front")),
+            seed=_int(merged, "seed"),
+            priority=_int(merged, "priority"),
+            cpus_per_trial=_float(merged, "cpus_per_trial", positive=True),
+            gpus_per_trial=_float(merged, "gpus_per_trial"),
+            concurrency=_int(merged, "concurrency", minimum=1),
+            max_attempts=_int(merged, "max_attempts", minimum=1),
+            keep_weights=_keep_weights(merged["keep_weights"]),
         )
 
     @classmethod
@@ -175,7 +175,7 @@ def space_mapping(space: SpaceConfig) -> dict[str, Any]:
         "widths": [st.width[0] if len(st.width) == 1 else list(st.width) for st in stages],
     }
     overrides: dict[str, list[Any]] = {}
-    for key in _SPACE_KEYS:
+    for key in COMMON_KEYS:
         values = [getattr(st, key) for st in stages]
         if all(v == values[0] for v in values):
             out[key] = list(values[0])
@@ -208,21 +208,19 @@ def _space(raw: object, dataset: str) -> SpaceConfig:
     return SpaceConfig.from_mapping(data)
 
 
-def _keep_weights(value: object) -> str:
+def _keep_weights(value: object) -> KeepWeights:
     if value not in KEEP_WEIGHTS:
         raise ValueError(f"keep_weights {value!r} must be one of {', '.join(KEEP_WEIGHTS)}")
-    return str(value)
+    return value
 
 
 def _shape(shape: tuple[int, int, int]) -> str:
     return "x".join(map(str, shape))
 
 
-def _int(
-    data: Mapping[str, Any], key: str, *, default: int | None = None, minimum: int | None = None
-) -> int:
-    return integer(key, data.get(key, default), minimum=minimum)
+def _int(data: Mapping[str, Any], key: str, *, minimum: int | None = None) -> int:
+    return integer(key, data[key], minimum=minimum)
 
 
-def _float(data: Mapping[str, Any], key: str, *, default: float, positive: bool = False) -> float:
-    return number(key, data.get(key, default), positive=positive)
+def _float(data: Mapping[str, Any], key: str, *, positive: bool = False) -> float:
+    return number(key, data[key], positive=positive)

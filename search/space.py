@@ -30,6 +30,7 @@ from search.vocabulary import (
     STAGE_KEYS,
     Downsample,
     Skip,
+    StageKey,
 )
 
 if sys.version_info >= (3, 11):
@@ -38,6 +39,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "COMMON_KEYS",
     "DEFAULT_INPUT",
     "DOWNSAMPLES",
     "KERNELS",
@@ -58,6 +60,9 @@ DEFAULT_STAGES = 3
 DEFAULT_DEPTH = 1
 _BASE_WIDTH = 32
 
+# the stage keys a space config lists once for every stage; widths has a key of its own
+# (``widths``) that lists them stage by stage
+COMMON_KEYS: tuple[StageKey, ...] = tuple(k for k in STAGE_KEYS if k != "width")
 _CONFIG_KEYS = ("stages", "input", "widths", "depth", "downsample", "kernel", "skip", "overrides")
 
 
@@ -347,11 +352,7 @@ class SpaceConfig:
             widths_raw = [default_width(i) for i in range(1, n + 1)]
         if not isinstance(widths_raw, list) or len(widths_raw) != n:
             raise ValueError(f"widths {widths_raw!r} must list one width per stage ({n} stages)")
-        common = {
-            k: _as_choices(k, data[k])
-            for k in ("downsample", "kernel", "skip", "depth")
-            if k in data
-        }
+        common = {k: _as_choices(k, data[k]) for k in COMMON_KEYS if k in data}
         stages = [StageChoices(**common, width=_as_choices("widths", w)) for w in widths_raw]
         overrides = data.get("overrides", {})
         if not isinstance(overrides, Mapping):

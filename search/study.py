@@ -125,9 +125,10 @@ class JobStudy:
         """Repair what a dead worker left behind; returns how many trials it enqueued again.
 
         Trials left RUNNING are failed and enqueued again (:meth:`requeue`). A candidate row
-        still ``running`` whose trial Optuna already holds as COMPLETE (the worker died between
-        the two writes) is completed from the trial (:func:`record_trial_end`), so the two views
-        agree; the rest are failed. Every step is idempotent.
+        still ``running`` whose trial Optuna already holds as finished (COMPLETE, PRUNED or
+        FAIL: the worker died between the two writes) is ended from the trial
+        (:func:`record_trial_end`), so the two views agree and it keeps its real outcome; the
+        rest are failed as lost. Every step is idempotent.
         """
         trials = self.study.get_trials(deepcopy=False)
         stale = [t for t in trials if t.state == TrialState.RUNNING]
@@ -135,10 +136,11 @@ class JobStudy:
             self.requeue(trial.number, reason=LOST)
         for row in store.list_candidates(job_id, state="running"):
             trial = trials[row.trial_number]
-            if trial.state == TrialState.COMPLETE:
-                record_trial_end(
-                    store, candidate_id=row.id, trial=trial, epochs_done=row.epochs_total
-                )
+            if trial.state.is_finished():
+                # a complete trial trained every epoch; one that stopped early got as far as
+                # the curve the row recorded
+                done = row.epochs_total if trial.state == TrialState.COMPLETE else row.epochs_done
+                record_trial_end(store, candidate_id=row.id, trial=trial, epochs_done=done)
         store.fail_running_candidates(job_id=job_id, error=LOST)
         return len(stale)
 

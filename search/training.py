@@ -8,13 +8,14 @@ default lives here, the job config's included.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from search._checks import boolean, integer, number
 
-__all__ = ["SCHEDULES", "TrainConfig"]
+__all__ = ["SCHEDULES", "Schedule", "TrainConfig"]
 
-SCHEDULES: tuple[str, ...] = ("onecycle", "cosine", "constant")
+Schedule = Literal["onecycle", "cosine", "constant"]
+SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = True
-    schedule: str = "onecycle"
+    schedule: Schedule = "onecycle"
     label_smoothing: float = 0.1
     augment: bool = False
     seed: int = 0

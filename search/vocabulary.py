@@ -35,6 +35,7 @@ __all__ = [
     "Skip",
     "StageChoice",
     "StageKey",
+    "WorkerStatus",
 ]
 
 Downsample = Literal["max", "avg", "strided", "conv"]
@@ -45,6 +46,7 @@ StageKey = Literal["downsample", "kernel", "skip", "width", "depth"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FinalStatus = Literal["succeeded", "failed", "cancelled"]
 CandidateState = Literal["running", "complete", "pruned", "failed"]
+WorkerStatus = Literal["idle", "busy", "stopped"]
 # the measured and computed numbers of a candidate, in output order
 Metric = Literal[
     "val_acc",

@@ -195,7 +195,8 @@ def load_dataset(
         size: number of ``synthetic`` examples (default 2000).
 
     Raises:
-        ValueError: with one sentence, for an unknown name, a bad argument or unreadable files.
+        ValueError: with one sentence, for an unknown name, a bad argument, unreadable files
+            or a registered dataset this module has no loader for.
 
     Example:
         >>> ds = load_dataset("synthetic", input_shape=(3, 16, 16), size=500, seed=1)
@@ -227,24 +228,21 @@ def load_dataset(
         files = [folder / f for f in _CIFAR10_FILES]
         decoded = _cached(cache, name, files, None, lambda: _read_cifar10(folder))
         arrays = _check_shape(name, decoded, input_shape)
-    else:
-        if data_dir is None:
-            what = "image folder or archive" if name == "imagefolder" else ".npz file"
-            raise ValueError(f"dataset {name!r} needs data_dir (the {what})")
-        path = Path(data_dir).expanduser().resolve()
-        if not path.exists():
-            raise ValueError(f"{name} data {str(path)!r} does not exist")
-        if name == "npz":
-            arrays = _check_shape(
-                name, _cached(cache, name, [path], None, lambda: _read_npz(path)), input_shape
-            )
-        else:
-            shape = input_shape or _default_input(info)
-            if shape[0] not in (1, 3):
-                raise ValueError(f"imagefolder needs 1 or 3 channels, not {shape[0]}")
-            arrays = _cached(
-                cache, name, _source_files(path), shape, lambda: _read_imagefolder(path, shape)
-            )
+    elif name == "npz":
+        path = _given_path(name, data_dir, ".npz file")
+        arrays = _check_shape(
+            name, _cached(cache, name, [path], None, lambda: _read_npz(path)), input_shape
+        )
+    elif name == "imagefolder":
+        path = _given_path(name, data_dir, "image folder or archive")
+        shape = input_shape or _default_input(info)
+        if shape[0] not in (1, 3):
+            raise ValueError(f"imagefolder needs 1 or 3 channels, not {shape[0]}")
+        arrays = _cached(
+            cache, name, _source_files(path), shape, lambda: _read_imagefolder(path, shape)
+        )
+    else:  # registered in search.datasets.DATASETS, but nobody wrote its branch above
+        raise ValueError(f"no loader for dataset {name!r}")
     return _split(name, arrays, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
 
 
@@ -262,6 +260,16 @@ def load_job_data(config: JobConfig) -> Dataset:
         input_shape=config.space.input_shape,
         seed=config.seed,
     )
+
+
+def _given_path(name: str, data_dir: str | os.PathLike[str] | None, what: str) -> Path:
+    """The existing file or folder ``data_dir`` names, which dataset ``name`` needs."""
+    if data_dir is None:
+        raise ValueError(f"dataset {name!r} needs data_dir (the {what})")
+    path = Path(data_dir).expanduser().resolve()
+    if not path.exists():
+        raise ValueError(f"{name} data {str(path)!r} does not exist")
+    return path
 
 
 def _default_input(info: DatasetInfo) -> tuple[int, int, int]:

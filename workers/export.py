@@ -10,6 +10,11 @@ Three formats (``poolstride export --format``):
 TorchScript and ONNX models take raw NCHW float32 pixels in the dataset's own scale: the network
 is wrapped in :class:`workers.model.Normalized` with the training split's per-channel mean and
 std. ``state`` keeps the bare network (rebuild it with :func:`workers.model.build_model`).
+
+:func:`class_count` and :func:`input_statistics` read the class count and the statistics from
+the facts the job recorded when a worker first loaded its data; for a job without them (no
+worker loaded it yet, or it predates schema 0002), from the dataset registry or the kept
+weights' head, and from the data loaded again (from its cache).
 """
 
 from __future__ import annotations
@@ -23,15 +28,22 @@ from typing import Any
 import torch
 
 from search.artifacts import ExportFormat
+from search.config import JobConfig
+from search.datasets import DatasetFacts, dataset_info
 from search.space import ArchSpec
+from workers.data import load_job_data
 from workers.model import Net, Normalized, build_model
 
 __all__ = [
     "ONNX_PACKAGES",
+    "ClassCountError",
     "StateDict",
+    "StatisticsUnavailableError",
     "WeightsMismatchError",
+    "class_count",
     "export_candidate",
     "head_classes",
+    "input_statistics",
     "load_weights",
     "missing_onnx_packages",
     "rebuild",
@@ -44,6 +56,15 @@ ONNX_PACKAGES = ("onnx", "onnxscript")
 
 class WeightsMismatchError(ValueError):
     """Kept weights whose shapes or names do not fit the candidate's architecture."""
+
+
+class ClassCountError(ValueError):
+    """Nothing says how many classes the classifier has: no recorded facts, a dataset of any
+    class count and no kept weights."""
+
+
+class StatisticsUnavailableError(ValueError):
+    """No recorded facts and the data does not load: the model can only take normalised inputs."""
 
 
 def missing_onnx_packages() -> list[str]:
@@ -87,6 +108,57 @@ def head_classes(weights: StateDict) -> int:
         7
     """
     return int(weights["head.weight"].shape[0])
+
+
+def class_count(config: JobConfig, facts: DatasetFacts | None, weights: StateDict | None) -> int:
+    """The class count of a job's classifiers: its recorded ``facts``', else the dataset
+    registry's, else the head of the kept ``weights``.
+
+    Raises:
+        ClassCountError: none of them says.
+
+    Example:
+        >>> config = JobConfig.from_mapping({"dataset": "digits", "trials": 1, "epochs": 1})
+        >>> class_count(config, None, None)
+        10
+    """
+    if facts is not None:
+        return facts.num_classes
+    num_classes = dataset_info(config.dataset).num_classes
+    if num_classes is None and weights is not None:
+        num_classes = head_classes(weights)
+    if num_classes is None:
+        raise ClassCountError(
+            f"dataset {config.dataset} has no fixed class count and no weights were "
+            "kept; cannot size the classifier"
+        )
+    return num_classes
+
+
+def input_statistics(
+    config: JobConfig, facts: DatasetFacts | None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The training split's per-channel mean and std: the job's recorded ``facts``', else
+    those of its data, loaded again (from the dataset's cache).
+
+    Raises:
+        StatisticsUnavailableError: no ``facts`` and the data does not load.
+
+    Example:
+        >>> config = JobConfig.from_mapping({"dataset": "digits", "trials": 1, "epochs": 1})
+        >>> [len(values) for values in input_statistics(config, None)]
+        [1, 1]
+    """
+    if facts is not None:
+        return facts.mean, facts.std
+    try:
+        data = load_job_data(config)
+    except ValueError as exc:
+        raise StatisticsUnavailableError(
+            f"cannot load {config.dataset} for its input statistics ({exc}); the exported "
+            "model expects normalised inputs"
+        ) from exc
+    return data.mean, data.std
 
 
 def rebuild(

@@ -1,19 +1,21 @@
 """Architecture → ``torch.nn.Module``.
 
 Choices are data: small registries turn a ``downsample`` or ``skip`` name into a module, and
-``get_padding`` is the one place that decides padding. Imports only torch: the architecture is
-anything with ``.stages`` whose items have ``downsample``, ``kernel``, ``skip``, ``width`` and
-``depth`` (``search.space.ArchSpec`` in practice), so a bare GPU box can build models.
+``get_padding`` is the one place that decides padding. The architecture is a
+:class:`search.space.ArchSpec`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from search.space import ArchSpec
 
 __all__ = [
     "Net",
@@ -140,9 +142,9 @@ class Stage(nn.Module):
 class Net(nn.Module):
     """Stem → stages → global average pool → linear head."""
 
-    def __init__(self, arch: Any, *, in_channels: int, num_classes: int) -> None:
+    def __init__(self, arch: ArchSpec, *, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        stages: Sequence[Any] = arch.stages
+        stages = arch.stages
         self.stem = conv_bn_act(in_channels, stages[0].width, STEM_KERNEL)
         blocks, cin = [], stages[0].width
         for s in stages:
@@ -182,8 +184,8 @@ class Normalized(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def build_model(arch: Any, *, in_channels: int, num_classes: int) -> Net:
-    """Build the network of ``arch`` (an ``ArchSpec``) for ``in_channels`` and ``num_classes``.
+def build_model(arch: ArchSpec, *, in_channels: int, num_classes: int) -> Net:
+    """Build the network of ``arch`` for ``in_channels`` and ``num_classes``.
 
     Example:
         >>> from search.space import ArchSpec

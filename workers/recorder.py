@@ -6,7 +6,9 @@ trial's end before its callbacks (``tune.Callback`` documents it), so when a tri
 the recorder, the searcher has already written the trial's metrics and told Optuna; the row
 then copies what Optuna holds (:func:`search.study.record_trial_end`). A worker that dies between
 the two leaves a ``running`` row under a finished trial, which
-:meth:`search.study.JobStudy.recover` completes from the same trial.
+:meth:`search.study.JobStudy.recover` completes from the same trial. Should a trial's end reach
+the recorder while Optuna still holds the trial unfinished, the recorder warns and leaves the
+row and the weights alone, for :meth:`Recorder.close_open` or the recovery to end.
 
 Weights are filed when a trial's final result arrives, before the searcher tells Optuna, so a
 COMPLETE trial's weights are on disk; a trial that ends otherwise loses its file. The driver
@@ -16,6 +18,7 @@ shared disk.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,15 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.experiment import Trial
 
+from search.artifacts import KeepWeights
 from search.cost import arch_cost
 from search.space import ArchSpec
 from search.store import Store, retrying
 from search.study import JobStudy, record_trial_end
 
 __all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,7 +81,7 @@ class Recorder(tune.Callback):
         num_classes: int,
         input_shape: tuple[int, int, int],
         weights_dir: Path | None,
-        keep_weights: str,
+        keep_weights: KeepWeights,
     ) -> None:
         self.study, self.store = study, store
         self.job_id, self.attempt, self.worker_id = job_id, attempt, worker_id
@@ -181,6 +187,16 @@ class Recorder(tune.Callback):
             return
         row = self._open(trial)
         frozen = retrying(self.study.frozen_trial, row.number)
+        if not frozen.state.is_finished():
+            # Tune is meant to tell the searcher first; if it did not, a row closed now would
+            # copy a live trial and its weights would go before Optuna decides on them
+            log.warning(
+                "trial %s ended in Tune while Optuna still holds it %s; its candidate row is "
+                "left open",
+                row.number,
+                frozen.state.name,
+            )
+            return
         retrying(
             record_trial_end,
             self.store,

@@ -62,7 +62,7 @@ StopReason = Literal["cancel", "shutdown", "error", "done", "lease lost"]
 
 
 class StopRequest:
-    """Asks a running job to stop; ``reason`` is ``"cancel"`` or ``"shutdown"``.
+    """Asks a running job to stop; ``reason`` is the first :data:`StopReason` given.
 
     Example:
         >>> stop = StopRequest()

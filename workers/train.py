@@ -29,6 +29,7 @@ from search.training import SCHEDULES, TrainConfig
 from workers.model import build_model
 
 if TYPE_CHECKING:
+    from search.space import ArchSpec
     from workers.data import Dataset
 
 __all__ = [
@@ -195,14 +196,14 @@ def evaluate(
 
 
 def train(
-    arch: Any,
+    arch: ArchSpec,
     dataset: Dataset,
     config: TrainConfig,
     *,
     on_epoch: EpochCallback | None = None,
     keep_weights: bool = False,
 ) -> TrainResult:
-    """Train ``arch`` (an ``ArchSpec``) on ``dataset`` with ``config`` and measure it.
+    """Train ``arch`` on ``dataset`` with ``config`` and measure it.
 
     After each epoch, ``on_epoch(epoch, val_acc, train_loss, seconds)`` is called with the
     1-based epoch number, the validation accuracy, the mean training loss and the epoch's

@@ -33,7 +33,6 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
 from search.query import output_columns, to_records
 from search.store import (
@@ -44,7 +43,6 @@ from search.store import (
     JobStateError,
     SchemaError,
     StoreError,
-    display_url,
     normalize_url,
     resolve_db_url,
 )
@@ -158,9 +156,6 @@ def database(db: str | None) -> Iterator[str]:
         if isinstance(exc, SchemaError | JobNotFoundError | JobStateError):
             fail(str(exc))
         die(str(exc))
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        die(f"database {display_url(url)}: {reason}")
 
 
 # -- options ---------------------------------------------------------------------------------

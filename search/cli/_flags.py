@@ -15,7 +15,7 @@ import click
 from search.artifacts import KEEP_WEIGHTS
 from search.cli._common import stack
 from search.config import JobConfig
-from search.datasets import DATASETS
+from search.datasets import DATASETS, DEFAULT_DATASET
 from search.objectives import OBJECTIVES
 from search.space import SpaceConfig, load_toml
 from search.study import SAMPLERS
@@ -82,7 +82,7 @@ space_options = stack(
 
 job_options = stack(
     click.option("--name", help="Job name (default: the dataset)."),
-    click.option("--dataset", help=f"One of {', '.join(DATASETS)} (default mnist5k)."),
+    click.option("--dataset", help=f"One of {', '.join(DATASETS)} (default {DEFAULT_DATASET})."),
     click.option(
         "--data-dir",
         "--data-path",

@@ -8,7 +8,7 @@ to :mod:`workers.export`, imported (with torch) only when it runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import click
 
@@ -27,20 +27,29 @@ from search.cli._common import (
     print_table,
     warn,
 )
-from search.config import JobConfig
-from search.datasets import dataset_info
 from search.objectives import OBJECTIVES
 from search.query import load_candidates, load_front, to_records
-from search.store import JobInfo, Store, optuna_storage
+from search.store import JobInfo, Store, database_errors, optuna_storage
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from workers.export import StateDict
+__all__ = [
+    "ANALYZE_FORMATS",
+    "FORMATS",
+    "AnalyzeFormat",
+    "Format",
+    "analyze",
+    "export",
+    "pareto",
+    "trials",
+]
 
-__all__ = ["FORMATS", "analyze", "export", "pareto", "trials"]
-
-FORMATS = ("table", "json", "csv")
+# ``--format`` of ``pareto`` and ``trials``, and of ``analyze`` (its tables do not fit a CSV)
+Format = Literal["table", "json", "csv"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+AnalyzeFormat = Literal["table", "json"]
+ANALYZE_FORMATS: tuple[AnalyzeFormat, ...] = get_args(AnalyzeFormat)
 
 
 def _format_option(choices: tuple[str, ...] = FORMATS) -> Any:
@@ -55,7 +64,7 @@ def _format_option(choices: tuple[str, ...] = FORMATS) -> Any:
 
 
 def _emit_rows(
-    frame: pd.DataFrame, fmt: str, job: JobInfo, *, with_state: bool, empty: str
+    frame: pd.DataFrame, fmt: Format, job: JobInfo, *, with_state: bool, empty: str
 ) -> None:
     if fmt == "json":
         emit_json(to_records(frame[candidate_columns(job)]))
@@ -76,7 +85,7 @@ def _emit_rows(
 )
 @_format_option()
 @db_option
-def pareto(job_id: int, objectives: str | None, fmt: str, db: str | None) -> None:
+def pareto(job_id: int, objectives: str | None, fmt: Format, db: str | None) -> None:
     """Print the job's Pareto front over its objectives (or ``--objectives``)."""
     names = None
     if objectives is not None:
@@ -117,7 +126,7 @@ def trials(
     where: tuple[str, ...],
     sort: str | None,
     limit: int | None,
-    fmt: str,
+    fmt: Format,
     db: str | None,
 ) -> None:
     """List the job's candidates, filtered and sorted in the database."""
@@ -130,16 +139,17 @@ def trials(
 
 @click.command()
 @click.argument("job_id", metavar="JOB", type=int)
-@_format_option(("table", "json"))
+@_format_option(ANALYZE_FORMATS)
 @db_option
-def analyze(job_id: int, fmt: str, db: str | None) -> None:
+def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
     """The per-stage answer: each stage choice's accuracy, front share, cost and paired effect."""
     with database(db) as url, Store.open(url) as store:
         job = store.get_job(job_id)
         objectives = job.config.objectives
         front = load_front(store, job_id)
         frame = load_candidates(store, job_id, where=["state=complete"])
-        found = importances(optuna_storage(url), job.study_name)
+        with database_errors(url):  # Optuna's storage, not the store: map its errors the same way
+            found = importances(optuna_storage(url), job.study_name)
     if frame.empty:
         if fmt == "json":
             emit_json(
@@ -249,8 +259,12 @@ def export(
     ``state`` keeps the bare network and writes the mean and std beside its weights.
     """
     from workers.export import (
+        ClassCountError,
+        StatisticsUnavailableError,
         WeightsMismatchError,
+        class_count,
         export_candidate,
+        input_statistics,
         load_weights,
         missing_onnx_packages,
         sidecar_path,
@@ -282,18 +296,22 @@ def export(
             "keep the Pareto front's by default, see --keep-weights); --untrained exports "
             "the architecture with random weights"
         )
+    try:
+        num_classes = class_count(job.config, job.dataset_facts, weights)
+    except ClassCountError as exc:
+        fail(str(exc))
     if weights is None:
         warn(
             f"job {job_id} kept no trained weights for trial {trial}; exporting a randomly "
             "initialised model"
         )
-    mean: list[float] | None
-    std: list[float] | None
-    if job.dataset_facts is not None:
-        facts = job.dataset_facts
-        num_classes, mean, std = facts.num_classes, list(facts.mean), list(facts.std)
-    else:  # no worker has loaded the data yet, or the job predates schema 0002
-        num_classes, mean, std = _dataset_facts(job.config, weights)
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    try:
+        mean, std = input_statistics(job.config, job.dataset_facts)
+    except StatisticsUnavailableError as exc:
+        warn(str(exc))
+        mean = std = None
     try:
         written = export_candidate(
             to_records(rows)[0],
@@ -314,31 +332,3 @@ def export(
         f"written to {' and '.join(map(str, written))}",
         err=True,
     )
-
-
-def _dataset_facts(
-    config: JobConfig, weights: StateDict | None
-) -> tuple[int, list[float] | None, list[float] | None]:
-    """For a job without stored dataset facts: the class count (the registry's, else the kept
-    head's) and the training split's per-channel mean and std (the dataset loads from its
-    cache)."""
-    from workers.data import load_job_data
-    from workers.export import head_classes
-
-    num_classes = dataset_info(config.dataset).num_classes
-    if num_classes is None and weights is not None:
-        num_classes = head_classes(weights)
-    if num_classes is None:
-        fail(
-            f"dataset {config.dataset} has no fixed class count and no weights were "
-            "kept; cannot size the classifier"
-        )
-    try:
-        data = load_job_data(config)
-    except ValueError as exc:
-        warn(
-            f"cannot load {config.dataset} for its input statistics ({exc}); the exported "
-            "model expects normalised inputs"
-        )
-        return num_classes, None, None
-    return num_classes, list(data.mean), list(data.std)

@@ -23,7 +23,8 @@ def cli() -> None:
     """poolstride: search per-stage downsampling, kernels and skips of CNNs."""
 
 
-# the order of the contract in DESIGN.md; ``--help`` lists them sorted
+# grouped by what they work on: the schema, the space, the queue, running jobs, datasets,
+# results and the dashboard; ``--help`` lists them sorted
 for command in (
     db,
     space,

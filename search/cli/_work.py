@@ -1,7 +1,8 @@
-"""Running searches: ``worker`` and ``run``, the only commands that import ``workers``.
+"""Running searches: ``worker`` and ``run``.
 
-They import ``workers.daemon`` (and with it torch and ray) inside their bodies, so that every
-other command starts without them.
+They import ``workers.daemon`` (and with it torch and ray) inside their bodies, as every
+command that uses ``workers`` does (``arch cost --measure``, ``data fetch``, ``export``), so
+that a command starts without what it does not use.
 """
 
 from __future__ import annotations
@@ -169,13 +170,12 @@ def run(
 
 
 def _quiet_libraries() -> None:
-    """Quieter logs for a worker; before ``workers`` is imported, as Ray reads one variable
-    when it is imported."""
-    import logging
-    import os
+    """Quieter logs for a worker: Optuna's, Ray's and Alembic's warnings only, and the
+    worker's own lines (its jobs and retries) at INFO on stderr.
 
-    # Ray holds repeated log lines back to count them; a worker's log shows each as it comes
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    Ray's environment variables are :mod:`workers.ray_session`'s to set.
+    """
+    import logging
 
     import optuna
 

@@ -33,16 +33,15 @@ from search.store._errors import (
     LeaseLostError,
     SchemaError,
     StoreError,
+    database_errors,
 )
-from search.store._query import candidates_frame, epochs_frame
+from search.store._query import epochs_frame
 from search.store._retry import db_errors, retrying
 from search.store._schema import (
-    VERSION_TABLE,
     check_schema,
     current_revision,
     downgrade,
     head_revision,
-    include_name,
     upgrade,
 )
 from search.store._store import Store, new_worker_id
@@ -51,7 +50,6 @@ from search.store._types import CandidateInfo, Heartbeat, JobInfo, WorkerInfo
 __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_DB_URL",
-    "VERSION_TABLE",
     "CandidateInfo",
     "DatabaseError",
     "DatabaseUnavailableError",
@@ -64,15 +62,14 @@ __all__ = [
     "Store",
     "StoreError",
     "WorkerInfo",
-    "candidates_frame",
     "check_schema",
     "current_revision",
+    "database_errors",
     "db_errors",
     "display_url",
     "downgrade",
     "epochs_frame",
     "head_revision",
-    "include_name",
     "make_engine",
     "missing_sqlite_file",
     "new_worker_id",

@@ -57,7 +57,8 @@ class DatabaseUnavailableError(DatabaseError):
 
 @contextmanager
 def database_errors(url: str | URL) -> Iterator[None]:
-    """Raise a SQLAlchemy error from the block as a :class:`DatabaseError`, chained.
+    """Raise a SQLAlchemy error from the block (directly, or as the cause of Optuna's storage
+    error) as a :class:`DatabaseError`, chained.
 
     The message is one line, ``database <url>: <the driver's first line>``, with any password
     masked; connection-level errors (``OperationalError``, ``InterfaceError``) become
@@ -72,7 +73,12 @@ def database_errors(url: str | URL) -> Iterator[None]:
     """
     try:
         yield
-    except sa_exc.SQLAlchemyError as exc:
+    except Exception as raised:
+        # Optuna's storage re-raises a driver failure as its own StorageInternalError, with
+        # SQLAlchemy's exception as the cause
+        exc = raised if isinstance(raised, sa_exc.SQLAlchemyError) else raised.__cause__
+        if not isinstance(exc, sa_exc.SQLAlchemyError):
+            raise
         unavailable = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
         kind = DatabaseUnavailableError if unavailable else DatabaseError
         raise kind(f"database {display_url(url)}: {_first_line(exc)}") from exc

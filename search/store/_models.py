@@ -28,7 +28,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from search.vocabulary import CANDIDATE_STATES, JOB_STATUSES, CandidateState, JobStatus
+from search.vocabulary import (
+    CANDIDATE_STATES,
+    JOB_STATUSES,
+    CandidateState,
+    JobStatus,
+    WorkerStatus,
+)
 
 __all__ = [
     "TABLE_PREFIX",
@@ -122,7 +128,7 @@ class Worker(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     hostname: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[WorkerStatus] = mapped_column(String(16))
     current_job_id: Mapped[int | None] = mapped_column(
         ForeignKey("ps_jobs.id", ondelete="SET NULL")
     )

@@ -1,8 +1,10 @@
 """The store's reads of candidates: the ``--where`` filter grammar, and frames and rows.
 
-This is the only place that writes SELECTs over candidates and their stages and epochs; the
-public faces are :mod:`search.query` (the filtered frames and the front) and
-:mod:`search.store` (:func:`candidates_frame`, :func:`epochs_frame`).
+The frames of candidates, stages and epochs and the candidate rows are read here; the
+:class:`~search.store.Store` keeps its other SELECTs (a job's progress count, the rows a write
+locks) beside the writes they serve. The public faces are :mod:`search.query` (the filtered
+frames and the front), :mod:`search.store` (:func:`epochs_frame`) and
+:meth:`~search.store.Store.list_candidates`.
 
 A filter is ``KEY=VALUE``, ``KEY!=VALUE``, ``KEY<N``, ``KEY<=N``, ``KEY>N`` or ``KEY>=N``;
 several filters mean AND. Keys are
@@ -33,8 +35,15 @@ import numpy as np
 from sqlalchemy import ColumnElement, Connection, Executable, Select, and_, exists, func, select
 from sqlalchemy.orm import aliased
 
-from search.store._models import Candidate, Epoch, Stage
-from search.vocabulary import CANDIDATE_STATES, DOWNSAMPLES, METRICS, SKIPS, STAGE_KEYS
+from search.store._models import Base, Candidate, Epoch, Stage
+from search.vocabulary import (
+    CANDIDATE_STATES,
+    DOWNSAMPLES,
+    METRICS,
+    SKIPS,
+    STAGE_KEYS,
+    CandidateState,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +55,6 @@ __all__ = [
     "OPERATORS",
     "Condition",
     "Front",
-    "candidates_frame",
     "count_candidates",
     "epochs_frame",
     "load_candidates",
@@ -61,19 +69,14 @@ Operator = Literal["=", "!=", "<", "<=", ">", ">="]
 OPERATORS: tuple[Operator, ...] = ("=", "!=", "<", "<=", ">", ">=")
 
 
-# filter/sort key -> ps_candidates column
+_CANDIDATE_COLUMNS = Base.metadata.tables[Candidate.__tablename__].columns
+
+# filter/sort key -> ps_candidates column: trial and state, then every metric and epochs_done
+# in the table's column order (the order the unknown-key message lists them in)
 CANDIDATE_KEYS: dict[str, str] = {
     "trial": "trial_number",
     "state": "state",
-    "val_acc": "val_acc",
-    "test_acc": "test_acc",
-    "flops": "flops",
-    "params": "params",
-    "activation_bytes": "activation_bytes",
-    "receptive_field": "receptive_field",
-    "latency_ms": "latency_ms",
-    "train_s": "train_s",
-    "epochs_done": "epochs_done",
+    **{c.name: c.name for c in _CANDIDATE_COLUMNS if c.name in (*METRICS, "epochs_done")},
 }
 
 # words allowed for the non-numeric keys; everything else is numeric
@@ -86,7 +89,8 @@ _WORDS: dict[str, tuple[str, ...]] = {
 _GRAMMAR = "KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N"
 _EXPR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(!=|<=|>=|=|<|>)\s*(\S(?:.*\S)?)\s*")
 _STAGE_KEY = re.compile(r"s([1-9][0-9]*)\.(\w+)")
-_NULLABLE_METRICS = ("val_acc", "test_acc", "latency_ms", "train_s")
+# the metrics that are NULL until measured (a failed candidate has no val_acc)
+_NULLABLE_METRICS = tuple(m for m in METRICS if _CANDIDATE_COLUMNS[m].nullable)
 _INT_STAGE_KEYS = ("kernel", "width", "depth")
 _EXTRA_COLUMNS = ("candidate_id", "arch_hash", "epochs_done")
 
@@ -331,30 +335,6 @@ def load_front(store: Store, job_id: int, objectives: Sequence[str] | None = Non
     )
 
 
-def candidates_frame(store: Store, job_id: int, *, state: str | None = None) -> pd.DataFrame:
-    """The job's candidates as a DataFrame: every ``ps_candidates`` column, then the flat
-    per-stage columns (``s1.downsample``…).
-
-    Example:
-        >>> df = candidates_frame(store, 1)  # doctest: +SKIP
-        >>> df[df["s2.downsample"] == "max"]["val_acc"].mean()  # doctest: +SKIP
-    """
-    import pandas as pd
-
-    columns = [c.name for c in Candidate.__table__.columns]
-    with store.session() as s:
-        # processed rows, not _frame's raw ones: the datetime columns need their result processor
-        frame = pd.DataFrame.from_records(
-            s.execute(candidates_query(job_id, state)).all(), columns=columns
-        )
-        if not len(frame):
-            return frame
-        stages = _stage_frame(
-            s.connection(), job_id, frame["id"], limited=state is not None, n=len(frame)
-        )
-    return frame.merge(stages, how="left", left_on="id", right_index=True)
-
-
 def epochs_frame(
     store: Store, job_id: int, *, trials: Collection[int] | None = None
 ) -> pd.DataFrame:
@@ -510,15 +490,8 @@ def _stage_frame(
     """The stage parameters of the given candidates, one row each, flat columns."""
     import pandas as pd
 
-    query = select(
-        Stage.candidate_id,
-        Stage.stage,
-        Stage.downsample,
-        Stage.kernel,
-        Stage.skip,
-        Stage.width,
-        Stage.depth,
-    )
+    # the columns in STAGE_KEYS order: the reshape and the pivot below name them from it
+    query = select(Stage.candidate_id, Stage.stage, *(getattr(Stage, k) for k in STAGE_KEYS))
     if limited and n <= 5000:
         query = query.where(Stage.candidate_id.in_([int(i) for i in candidate_ids])).order_by(
             Stage.candidate_id, Stage.stage
@@ -561,9 +534,15 @@ def _stage_frame(
     return pd.DataFrame(data, index=index)
 
 
-def candidates_query(job_id: int, state: str | None) -> Select[Any]:
+def candidates_query(job_id: int, state: CandidateState | None) -> Select[Any]:
+    """Every ``ps_candidates`` column of the job's candidates in trial order, optionally only
+    those in ``state``.
+
+    Raises:
+        ValueError: ``state`` is not one of :data:`search.vocabulary.CANDIDATE_STATES`.
+    """
     query = (
-        select(*Candidate.__table__.columns)
+        select(*_CANDIDATE_COLUMNS)
         .where(Candidate.job_id == job_id)
         .order_by(Candidate.trial_number)
     )

@@ -31,7 +31,9 @@ def db_errors() -> tuple[type[BaseException], ...]:
 
     The store's own (:class:`DatabaseUnavailableError`, what its sessions raise), SQLAlchemy's
     connection-level errors (from engines used directly, such as Optuna's), and Optuna's
-    wrapper of them (imported on first use, so that importing the store does not import Optuna).
+    wrapper of them. Optuna is imported here, on first use, so that this module alone does not
+    depend on it; the store as a whole does import Optuna (:mod:`search.config` reads the
+    sampler names from :mod:`search.study`).
 
     Example:
         >>> DatabaseUnavailableError in db_errors()

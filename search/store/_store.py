@@ -56,6 +56,7 @@ from search.vocabulary import (
     CandidateState,
     FinalStatus,
     JobStatus,
+    WorkerStatus,
 )
 
 __all__ = ["Store", "new_worker_id"]
@@ -557,16 +558,6 @@ class Store:
             rows = s.execute(candidates_query(job_id, state)).mappings().all()
         return [CandidateInfo(**row) for row in rows]
 
-    def trials_done(self, job_id: int) -> int:
-        """How many of the job's candidates are ``complete``.
-
-        Example:
-            >>> store.trials_done(1)  # doctest: +SKIP
-            12
-        """
-        with self.session() as s:
-            return _trials_done(s, job_id)
-
     # -- workers --------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str | None = None) -> str:
@@ -581,7 +572,7 @@ class Store:
         return worker_id
 
     def worker_heartbeat(
-        self, worker_id: str, *, status: str = "idle", current_job_id: int | None = None
+        self, worker_id: str, *, status: WorkerStatus = "idle", current_job_id: int | None = None
     ) -> None:
         """Record that ``worker_id`` is alive, and what it is doing (``idle`` or ``busy``)."""
         with self.session(write=True) as s:

@@ -8,7 +8,7 @@ from typing import Any
 
 from search.config import JobConfig
 from search.datasets import DatasetFacts
-from search.vocabulary import CandidateState, JobStatus
+from search.vocabulary import CandidateState, JobStatus, WorkerStatus
 
 __all__ = ["CandidateInfo", "Heartbeat", "JobInfo", "WorkerInfo"]
 
@@ -81,7 +81,7 @@ class WorkerInfo:
     id: str
     hostname: str
     pid: int
-    status: str
+    status: WorkerStatus
     current_job_id: int | None
     started_at: datetime
     last_heartbeat: datetime

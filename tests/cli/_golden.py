@@ -19,7 +19,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
-sys.path[:0] = [str(HERE.parent), str(HERE.parent / "query")]
+# the repository first, so tests/search (a folder of tests) does not shadow the package
+sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent), str(HERE)]
 
 from _cli import run  # noqa: E402
 from _known import fill  # noqa: E402

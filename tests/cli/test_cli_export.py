@@ -24,8 +24,12 @@ from search.space import ArchSpec
 from search.store import Store, upgrade
 from workers.data import load_dataset
 from workers.export import (
+    ClassCountError,
+    StatisticsUnavailableError,
     WeightsMismatchError,
+    class_count,
     export_candidate,
+    input_statistics,
     missing_onnx_packages,
     rebuild,
 )
@@ -191,10 +195,23 @@ def test_state_export_reproduces_the_stored_validation_accuracy(
     assert _val_acc(model, trained.config) == pytest.approx(trained.val_acc, abs=1e-9)
 
 
-def _untrained_meta(url: str, tmp_path: Path, facts: DatasetFacts | None) -> dict[str, Any]:
-    """Export trial 0 of a new job (facts recorded or not) untrained; its state file's meta."""
+def _npz_config(path: Path) -> JobConfig:
+    """A job on an ``.npz`` file: a dataset of any class count, here one that is not there."""
+    return JobConfig.from_mapping(
+        {
+            "dataset": "npz",
+            "data_dir": str(path),
+            "trials": 1,
+            "epochs": 1,
+            "space": {"input": "1x8x8", "stages": 2, "widths": [8, 16]},
+        }
+    )
+
+
+def _job_of_one_candidate(url: str, config: JobConfig, facts: DatasetFacts | None) -> int:
+    """A new job (facts recorded or not) whose trial 0 is ARCH; its id."""
     with Store.open(url) as store:
-        job = store.submit(CONFIG)
+        job = store.submit(config)
         if facts is not None:
             store.record_dataset(job.id, facts)
         store.start_candidate(
@@ -208,10 +225,16 @@ def _untrained_meta(url: str, tmp_path: Path, facts: DatasetFacts | None) -> dic
             worker_id="w",
             epochs_total=2,
         )
-    out = tmp_path / f"job{job.id}.pt"
+    return job.id
+
+
+def _untrained_meta(url: str, tmp_path: Path, facts: DatasetFacts | None) -> dict[str, Any]:
+    """Export trial 0 of a new job (facts recorded or not) untrained; its state file's meta."""
+    job_id = _job_of_one_candidate(url, CONFIG, facts)
+    out = tmp_path / f"job{job_id}.pt"
     res = run(
         "export",
-        str(job.id),
+        str(job_id),
         "--trial",
         "0",
         "--out",
@@ -242,6 +265,58 @@ def test_a_job_without_recorded_facts_reads_them_from_its_data(
     meta = _untrained_meta(trained.url, tmp_path, None)
     ds = load_dataset(CONFIG.dataset, seed=CONFIG.seed)
     assert (meta["num_classes"], meta["mean"], meta["std"]) == (10, list(ds.mean), list(ds.std))
+
+
+def test_without_facts_the_class_count_comes_from_the_registry_else_the_kept_head(
+    tmp_path: Path,
+) -> None:
+    npz = _npz_config(tmp_path / "gone.npz")
+    assert class_count(CONFIG, None, None) == 10
+    assert class_count(npz, DatasetFacts(3, (1, 8, 8), (0.0,), (1.0,)), None) == 3
+    assert class_count(npz, None, {"head.weight": torch.zeros(7, 16)}) == 7
+    with pytest.raises(ClassCountError) as refused:
+        class_count(npz, None, None)
+    assert str(refused.value) == (
+        "dataset npz has no fixed class count and no weights were kept; cannot size the classifier"
+    )
+
+
+def test_without_facts_the_statistics_come_from_the_data_if_it_loads(tmp_path: Path) -> None:
+    ds = load_dataset(CONFIG.dataset, seed=CONFIG.seed)
+    assert input_statistics(CONFIG, None) == (ds.mean, ds.std)
+    facts = DatasetFacts(3, (1, 8, 8), (1.5,), (2.5,))
+    assert input_statistics(_npz_config(tmp_path / "gone.npz"), facts) == ((1.5,), (2.5,))
+    with pytest.raises(StatisticsUnavailableError) as refused:
+        input_statistics(_npz_config(tmp_path / "gone.npz"), None)
+    assert str(refused.value) == (
+        f"cannot load npz for its input statistics (npz data {str(tmp_path / 'gone.npz')!r} "
+        "does not exist); the exported model expects normalised inputs"
+    )
+
+
+def test_a_job_whose_data_is_gone_exports_from_its_kept_weights_or_refuses(
+    trained: TrainedJob, tmp_path: Path
+) -> None:
+    job_id = _job_of_one_candidate(trained.url, _npz_config(tmp_path / "gone.npz"), None)
+    out = tmp_path / "a.pt"
+    args = ("export", str(job_id), "--trial", "0", "--out", str(out), "--format", "state")
+    assert refusal(run(*args, "--untrained", "--db", trained.url)) == (
+        "dataset npz has no fixed class count and no weights were kept; cannot size the classifier"
+    )
+    assert not out.exists()
+    kept = weights_path(trained.url, job_id, 0)
+    kept.parent.mkdir(parents=True)
+    torch.save(build_model(ARCH, in_channels=1, num_classes=7).state_dict(), kept)
+    res = run(*args, "--db", trained.url)
+    assert res.code == 0, res.stderr
+    assert res.stderr.splitlines() == [
+        f"poolstride: warning: cannot load npz for its input statistics (npz data "
+        f"{str(tmp_path / 'gone.npz')!r} does not exist); the exported model expects "
+        "normalised inputs",
+        f"trial 0 of job {job_id} (trained) written to {out} and {out.with_suffix('.json')}",
+    ]
+    meta = torch.load(out, weights_only=True)
+    assert (meta["num_classes"], meta["mean"], meta["std"]) == (7, None, None)
 
 
 def test_export_without_kept_weights_needs_untrained_and_then_warns(
@@ -365,5 +440,8 @@ def test_export_takes_the_statistics_it_is_given(tmp_path: Path) -> None:
 
 def test_rebuild_refuses_weights_that_do_not_fit() -> None:
     weights = build_model(ARCH, in_channels=1, num_classes=10).state_dict()
-    with pytest.raises(WeightsMismatchError, match=r"^do not fit trial 0's architecture: "):
+    with pytest.raises(WeightsMismatchError) as refused:
         rebuild(ROW, in_channels=1, num_classes=7, weights=weights)
+    assert str(refused.value) == (
+        "do not fit trial 0's architecture: Error(s) in loading state_dict for Net:"
+    )

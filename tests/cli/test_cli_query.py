@@ -6,20 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from _cli import refusal, run
+from _known import fill
 
 from search.config import JobConfig
 from search.query import Condition, load_candidates, output_columns, parse_where
 from search.store import Store
-
-# the known rows are the query tests' (a conftest here would clash with tests/dashboard's)
-sys.path.append(str(Path(__file__).resolve().parents[1] / "query"))
-from _known import fill
 
 KEYS = (
     "unknown key 'nokey' (expected sN.downsample, sN.kernel, sN.skip, sN.width, sN.depth or one "
@@ -152,10 +147,14 @@ def test_where_values_are_typed_for_their_key() -> None:
     assert parse_where(" s2.kernel >= 5 ") == Condition("s2.kernel", ">=", 5, 2, "kernel")
     assert parse_where("flops<1e6").value == 1e6
     assert parse_where("state=complete").value == "complete"
-    with pytest.raises(ValueError, match="needs a number"):
+    with pytest.raises(ValueError) as nan:
         parse_where("flops<nan")
-    with pytest.raises(ValueError, match="state is one of"):
+    assert str(nan.value) == "--where 'flops<nan': flops needs a number, got 'nan'"
+    with pytest.raises(ValueError) as done:
         parse_where("state=done")
+    assert (
+        str(done.value) == "--where 'state=done': state is one of running, complete, pruned, failed"
+    )
 
 
 def test_pareto_formats_and_objectives(known_job: int, db_url: str) -> None:

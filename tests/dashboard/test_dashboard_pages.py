@@ -65,7 +65,9 @@ def test_queue_shows_a_finished_job_and_its_worker(
     assert "error" not in jobs.columns and not at.code  # no job failed
     assert len(workers) == 1 and workers.iloc[0]["status"] == "stopped"
     assert not at.get("progress")  # nothing is running
-    assert any("No job is queued or running." in c.value for c in at.caption)
+    assert "Times are UTC, month-day hour:minute. No job is queued or running." in [
+        c.value for c in at.caption
+    ]
 
 
 def test_queue_shows_a_running_jobs_progress(
@@ -83,7 +85,10 @@ def test_queue_shows_a_running_jobs_progress(
     assert (row["status"], row["trials"], row["progress"]) == ("running", "3/6", 0.5)
     assert workers.iloc[0]["worker"] == running_job.worker_id
     assert workers.iloc[0]["job"] == running_job.job_id
-    assert any("Refreshes every" in c.value for c in at.caption)
+    assert (
+        "Times are UTC, month-day hour:minute. Refreshes every 3 s while jobs are queued or "
+        "running." in [c.value for c in at.caption]
+    )
 
 
 def test_queue_shows_a_failed_jobs_error_whole(db_url: str, open_page: OpenPage) -> None:
@@ -220,11 +225,17 @@ def test_trials_page_filters_like_the_cli(
         ).stdout
     )
     assert at.dataframe[0].value["trial"].tolist() == [row["trial"] for row in cli]
-    assert f"{len(cli):,} of job {finished_job.job_id}'s candidates match" in at.caption[0].value
+    assert at.caption[0].value == (
+        f"{len(cli)} of job {finished_job.job_id}'s candidates match. Columns the job's space "
+        "fixes are left out unless filtered or sorted on. Select rows to draw their learning "
+        "curves."
+    )
 
     at.text_input(key="trials_where").input("s1.kernel=4x").run()
     assert not at.exception
-    assert "needs a number" in at.error[0].value
+    assert [e.value for e in at.error] == [
+        "--where 's1.kernel=4x': s1.kernel needs a number, got '4x'"
+    ]
 
 
 def test_trials_table_leads_with_what_is_filtered_and_drops_fixed_columns(
@@ -383,13 +394,22 @@ def test_a_database_without_schema_is_one_error(
     open_page: OpenPage,
 ) -> None:
     at = open_page(empty_db_url)
-    assert len(at.error) == 1
-    assert "poolstride db upgrade" in at.error[0].value
+    shown = search.store.display_url(search.store.normalize_url(empty_db_url))
+    # an SQLite file that is not there yet is not created (and so has no schema either)
+    problem = (
+        "does not exist: run `poolstride db upgrade`, or pass the right --db"
+        if empty_db_url.startswith("sqlite")
+        else "has no poolstride schema: run `poolstride db upgrade`"
+    )
+    assert [e.value for e in at.error] == [f"database {shown} {problem}"]
     assert not at.dataframe and not at.title  # no page ran
 
 
 def test_a_missing_sqlite_file_is_not_created(tmp_path: Path, open_page: OpenPage) -> None:
     path = tmp_path / "missing.db"
     at = open_page(f"sqlite:///{path}")
-    assert "does not exist" in at.error[0].value
+    assert [e.value for e in at.error] == [
+        f"database sqlite:///{path} does not exist: run `poolstride db upgrade`, or pass the "
+        "right --db"
+    ]
     assert not path.exists()

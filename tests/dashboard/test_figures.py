@@ -1,11 +1,11 @@
-"""The dashboard's figures on the known rows of ``tests/query/_known.py``: traces, colours,
+"""The dashboard's figures on the known rows of ``tests/_known.py``: traces, colours,
 the front's staircase and hover data, worked out by hand."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from query._known import frame_rows
+from _known import frame_rows
 
 from dashboard.figures import (
     FRONT_LINE,
@@ -25,7 +25,7 @@ from dashboard.figures import (
 from search.analysis import stage_analysis
 from search.pareto import hypervolume_history
 
-# the front of the known rows on (val_acc, flops), best val_acc first (tests/query/test_pareto)
+# the front of the known rows on (val_acc, flops), best val_acc first (tests/search/test_pareto)
 FRONT = [5, 3, 1]
 
 

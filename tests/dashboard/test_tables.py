@@ -187,5 +187,6 @@ def test_trial_columns_keep_a_searched_width() -> None:
 
 
 def test_trial_columns_refuse_a_malformed_filter() -> None:
-    with pytest.raises(ValueError, match="needs a number"):
+    with pytest.raises(ValueError) as refused:
         trials_columns(COLUMNS, FIXED_WIDTHS, ["s1.kernel=4x"])
+    assert str(refused.value) == "--where 's1.kernel=4x': s1.kernel needs a number, got '4x'"

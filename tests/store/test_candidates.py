@@ -7,9 +7,11 @@ from sqlalchemy import func, select
 
 from search.config import JobConfig
 from search.cost import arch_cost
+from search.query import CANDIDATE_KEYS, load_candidates, stage_columns
 from search.space import ArchSpec
-from search.store import Store, candidates_frame, epochs_frame
+from search.store import Store, epochs_frame
 from search.store._models import Candidate, Epoch, Stage
+from search.vocabulary import METRICS
 
 ARCH = ArchSpec.from_dict(
     {
@@ -101,7 +103,6 @@ def test_finish_and_trials_done_count_complete_candidates_once(store: Store) -> 
             candidate_id=a, state="complete", test_acc=0.79, train_s=1.5, device="cpu"
         )
     store.finish_candidate(candidate_id=b, state="failed", error="boom", epochs_done=1)
-    assert store.trials_done(job) == 1
     assert store.get_job(job).trials_done == 1
     assert store.list_jobs()[0].trials_done == 1
     done = store.list_candidates(job, state="complete")
@@ -118,10 +119,13 @@ def test_reads_as_frames_and_per_stage_sql(store: Store) -> None:
     a = _start(store, job, 0, ARCH)
     _start(store, job, 1, OTHER)
     store.record_epoch(candidate_id=a, epoch=1, val_acc=0.6, train_loss=0.9, seconds=0.2)
-    df = candidates_frame(store, job)
-    assert list(df["trial_number"]) == [0, 1]
-    assert list(df["s1.downsample"]) == ["max", "avg"]
-    assert list(df["s2.kernel"]) == [5, 3]
+    df = load_candidates(store, job)
+    assert df["trial"].tolist() == [0, 1]
+    # every stage key lands in its own column (the reshape names them in STAGE_KEYS order)
+    assert df[stage_columns(2)].values.tolist() == [
+        ["max", 3, "none", 8, 1, "strided", 5, "proj", 16, 1],
+        ["avg", 3, "pool", 8, 1, "max", 3, "none", 16, 1],
+    ]
     curves = epochs_frame(store, job)
     assert curves[["trial_number", "epoch", "val_acc"]].values.tolist() == [[0, 1, 0.6]]
     with store.session() as s:  # `s2.downsample = 'max'` is plain SQL on ps_stages
@@ -131,3 +135,21 @@ def test_reads_as_frames_and_per_stage_sql(store: Store) -> None:
             .where(Stage.stage == 2, Stage.downsample == "max")
         ).all()
     assert hits == [1]
+
+
+def test_every_metric_is_a_filter_key_on_its_own_column() -> None:
+    assert list(CANDIDATE_KEYS) == [
+        "trial",
+        "state",
+        "val_acc",
+        "test_acc",
+        "flops",
+        "params",
+        "activation_bytes",
+        "receptive_field",
+        "latency_ms",
+        "train_s",
+        "epochs_done",
+    ]
+    assert set(CANDIDATE_KEYS) == {"trial", "state", "epochs_done", *METRICS}
+    assert all(CANDIDATE_KEYS[m] == m for m in METRICS)

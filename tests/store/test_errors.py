@@ -79,9 +79,15 @@ def test_retrying_retries_the_unavailable_error(monkeypatch: pytest.MonkeyPatch)
         return "done"
 
     assert retrying(flaky) == "done" and len(calls) == 3
-    with pytest.raises(DatabaseError):  # not worth retrying: raised at once
-        retrying(_raise, DatabaseError("database x: constraint failed"))
 
+    refused = []
 
-def _raise(exc: Exception) -> None:
-    raise exc
+    def broken() -> None:
+        refused.append(1)
+        if len(refused) > 1:  # fail now, not after RETRY_S of retries with sleep patched out
+            pytest.fail("retrying called again after a DatabaseError")
+        raise DatabaseError("database x: constraint failed")
+
+    with pytest.raises(DatabaseError, match="constraint failed"):
+        retrying(broken)
+    assert len(refused) == 1  # not worth retrying: raised at the first call

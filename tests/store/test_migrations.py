@@ -19,20 +19,18 @@ from search.cost import Cost
 from search.datasets import DatasetFacts
 from search.space import ArchSpec
 from search.store import (
-    VERSION_TABLE,
     SchemaError,
     Store,
     check_schema,
     current_revision,
     downgrade,
     head_revision,
-    include_name,
     make_engine,
     optuna_storage,
     upgrade,
 )
 from search.store._models import Base
-from search.store._schema import MIGRATIONS_DIR, alembic_config
+from search.store._schema import MIGRATIONS_DIR, VERSION_TABLE, alembic_config, include_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PS_TABLES = {"ps_jobs", "ps_workers", "ps_candidates", "ps_stages", "ps_epochs"}
@@ -47,13 +45,18 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_a_single_head() -> None:
+def test_a_single_linear_history_from_0001() -> None:
     script = ScriptDirectory.from_config(alembic_config())
     assert script.get_heads() == [head_revision()]
-    # one line of revisions, oldest first, each file named after its revision
-    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
-    assert chain == ["0001", "0002"] and head_revision() == "0002"
-    names = sorted(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
+    revisions = list(reversed(list(script.walk_revisions())))  # oldest first
+    chain = [rev.revision for rev in revisions]
+    # numbered 0001, 0002, ... with no gap, each revising the one before it (no branches, no
+    # merges), the last being the head
+    assert chain == [f"{i:04d}" for i in range(1, len(chain) + 1)]
+    assert [rev.down_revision for rev in revisions] == [None, *chain[:-1]]
+    assert chain[-1] == head_revision()
+    # each file named after its revision
+    names = sorted(p.name.split("_", 1)[0] for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
     assert names == chain
 
 

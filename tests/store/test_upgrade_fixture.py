@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 import pytest
@@ -30,6 +31,7 @@ from search.store import (
     optuna_storage,
     upgrade,
 )
+from search.store._schema import VERSION_TABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parent / "data" / "upgrade_0001.db"
@@ -53,20 +55,41 @@ def test_the_fixture_is_at_0001_and_refused_until_upgraded(old_url: str) -> None
         Store.open(old_url)
 
 
+def test_the_fixture_has_exactly_the_schema_that_0001_makes(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    assert upgrade(f"sqlite:///{fresh}", "0001") == "0001"
+    made = _master(fresh)
+    assert {name for kind, name, _, _ in made if kind == "table"} == {
+        *PS_TABLES,
+        VERSION_TABLE,
+        "alembic_version",
+    }
+    assert _master(FIXTURE) == made
+
+
 def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[str, int]]) -> None:
-    before = row_counts(old_url)
-    assert {t: before[t] for t in PS_TABLES} == {
+    path = Path(old_url.removeprefix("sqlite:///"))
+    before_counts = row_counts(old_url)
+    assert {t: before_counts[t] for t in PS_TABLES} == {
         "ps_jobs": 2,
         "ps_workers": 1,
         "ps_candidates": 3,
         "ps_stages": 6,
         "ps_epochs": 5,
     }
-    assert (before["studies"], before["trials"]) == (1, 3)
+    assert (before_counts["studies"], before_counts["trials"]) == (1, 3)
+    before = _dump(path)
 
     assert upgrade(old_url) == head_revision()
-    after = row_counts(old_url)
-    assert {t: after[t] for t in before} == before
+    assert {t: row_counts(old_url)[t] for t in before_counts} == before_counts  # Optuna's too
+    after = _dump(path)
+    added = {t: [c for c in after[t].columns if c not in before[t].columns] for t in PS_TABLES}
+    # 0002's column; a later migration that adds one to an existing table extends this
+    assert {t: columns for t, columns in added.items() if columns} == {"ps_jobs": ["dataset_facts"]}
+    # every row, every value, as it was, the new columns NULL in them
+    assert {t: dump.rows for t, dump in after.items()} == {
+        t: [{**row, **dict.fromkeys(added[t])} for row in dump.rows] for t, dump in before.items()
+    }
 
     with Store.open(old_url) as store:
         job = store.get_job(1)
@@ -129,10 +152,37 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
     }
 
 
-def _dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+class _Table(NamedTuple):
+    columns: list[str]
+    rows: list[dict[str, object]]
+
+
+def _dump(path: Path) -> dict[str, _Table]:
+    """Every row of poolstride's tables, column by column, in primary-key order."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        out = {}
+        for table in PS_TABLES:
+            info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+            key = ", ".join(c["name"] for c in sorted(info, key=lambda c: c["pk"]) if c["pk"])
+            rows = conn.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+            out[table] = _Table([c["name"] for c in info], [dict(r) for r in rows])
+        return out
+    finally:
+        conn.close()
+
+
+def _master(path: Path) -> list[tuple[str, str, str, str | None]]:
+    """The ``sqlite_master`` rows of poolstride's tables, their indexes and both version
+    tables: the schema as SQLite keeps it, ``CREATE`` statements included."""
     conn = sqlite3.connect(path)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in PS_TABLES}
+        return conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master"
+            " WHERE tbl_name LIKE 'ps\\_%' ESCAPE '\\' OR tbl_name = 'alembic_version'"
+            " ORDER BY type, name"
+        ).fetchall()
     finally:
         conn.close()
 

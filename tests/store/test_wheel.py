@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from search.store import head_revision
+from search.store._schema import MIGRATIONS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 # what a build needs and nothing a developer's tree may hold (caches, databases, old builds)
@@ -58,8 +59,10 @@ def test_the_installed_wheel_upgrades_and_reads_a_database(tmp_path: Path) -> No
     names = set(zipfile.ZipFile(wheel).namelist())
     migrations = "search/store/migrations/"
     assert {f"{migrations}env.py", f"{migrations}script.py.mako"} <= names
-    versions = {Path(n).name[:4] for n in names if n.startswith(f"{migrations}versions/")}
-    assert versions == {"0001", head_revision()}
+    # every migration of the source tree, from the first to the head, and nothing else
+    shipped = {Path(n).name for n in names if n.startswith(f"{migrations}versions/")}
+    assert shipped == {p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")}
+    assert min(shipped).startswith("0001_") and max(shipped).startswith(f"{head_revision()}_")
     assert not [n for n in names if n.startswith(("alembic/", "tests/"))]
 
     run(sys.executable, "-m", "venv", "--without-pip", venv)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 import workers.data as data
+from search.datasets import DATASETS, DatasetInfo
 from workers.data import CIFAR10_CLASSES, Dataset, fetch_cifar10, load_dataset
 
 
@@ -428,10 +429,37 @@ def test_data_fetch_command(tmp_path: Path, served: tuple[Path, str]) -> None:
 
 
 def test_the_loaders_read_the_job_registry() -> None:
-    from search.datasets import DATASETS
-
     for name in ("mnist5k", "digits"):
         assert load_dataset(name).input_shape == DATASETS[name].input_shape
     assert load_dataset("synthetic", size=100).input_shape == DATASETS["synthetic"].default_input
     with pytest.raises(ValueError, match="unknown dataset 'mnist' \\(expected one of mnist5k, "):
         load_dataset("mnist")
+
+
+# what each dataset that needs files says when it has none: its own words, not the catch-all
+NEEDS_DATA = {
+    "cifar10": "CIFAR-10 batches not found in",
+    "imagefolder": r"dataset 'imagefolder' needs data_dir \(the image folder or archive\)",
+    "npz": r"dataset 'npz' needs data_dir \(the \.npz file\)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_registered_dataset_has_a_loader(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = DATASETS[name]
+    if not info.needs_data:
+        ds = load_dataset(name, size=100 if name == "synthetic" else None, cache_dir=tmp_path)
+        assert ds.input_shape == (info.input_shape or info.default_input)
+        return
+    # cifar10 looks in the default folder when given none: make that an empty one
+    monkeypatch.setattr(data, "default_data_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match=NEEDS_DATA[name]):
+        load_dataset(name, cache_dir=tmp_path)
+
+
+def test_a_registered_dataset_without_a_loader_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(DATASETS, "extra", DatasetInfo("extra", (1, 2, 2), 2, needs_data=False))
+    with pytest.raises(ValueError, match=r"^no loader for dataset 'extra'$"):
+        load_dataset("extra")

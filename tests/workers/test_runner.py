@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import math
 import os
 import signal
@@ -20,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 from ray import cloudpickle
+from ray.tune.experiment import Trial
 
 from search.config import JobConfig
 from search.store import Store, optuna_storage
@@ -27,6 +29,7 @@ from search.study import open_study
 from workers.daemon import Worker
 from workers.data import load_dataset
 from workers.ray_session import ray_session
+from workers.recorder import Recorder
 from workers.runner import run_job
 from workers.searcher import StopRequest
 from workers.train import TrainConfig, TrainResult, train
@@ -155,8 +158,13 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(
     states = {t.number: t.state for t in study.trials}
     assert sum(s == TrialState.COMPLETE for s in states.values()) == 4
     assert states[1] == TrialState.FAIL and states[2] == TrialState.FAIL
-    assert "injected failure" in study.trials[1].user_attrs["error"]
-    assert "non-finite" in study.trials[2].user_attrs["error"]
+    rows = store.list_candidates(job.id)
+    by_number = {r.trial_number: r for r in rows}
+    assert study.trials[1].user_attrs["error"] == "RuntimeError: injected failure"
+    # the objectives' values in order: the NaN accuracy, then the FLOPs
+    assert study.trials[2].user_attrs["error"] == (
+        f"non-finite objective values [nan, {float(by_number[2].flops)}]"
+    )
     assert len(study.trials) == 6
     assert progress[-1] == (4, 2)
     # weights of the complete trials only; the NaN trial's were filed, then dropped
@@ -165,10 +173,8 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(
         f"trial-{n}.pt" for n in complete_numbers
     )
 
-    rows = store.list_candidates(job.id)
-    by_number = {r.trial_number: r for r in rows}
     assert sorted(by_number) == [t.number for t in study.trials]
-    assert by_number[1].state == "failed" and "injected failure" in by_number[1].error
+    assert (by_number[1].state, by_number[1].error) == ("failed", "RuntimeError: injected failure")
     complete = [r for r in rows if r.state == "complete"]
     assert len(complete) == 4
     for row in complete:
@@ -360,3 +366,61 @@ def test_recover_completes_rows_whose_trial_optuna_already_holds(ray_instance, t
     again = {r.id: r for r in store.list_candidates(job.id)}[first.id]
     assert again.state == "complete"
     assert again.val_acc == study.trials[first.trial_number].values[0]
+
+
+def test_a_trial_optuna_still_runs_is_left_open_until_optuna_ends_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # no Ray: the recorder's callbacks are called as Tune would, should Tune call them before
+    # the searcher has told Optuna
+    url = f"sqlite:///{tmp_path / 'ps.db'}"
+    config = _config(trials=1, keep_weights="all")
+    store = Store.open(url, create=True)
+    job = store.submit(config)
+    job_study = open_study(storage=optuna_storage(url), name=job.study_name, config=config)
+    asked = job_study.study.ask()
+    arch = next(iter(config.space))
+    weights = tmp_path / "weights"
+    recorder = Recorder(
+        study=job_study,
+        store=store,
+        job_id=job.id,
+        attempt=1,
+        worker_id="w-test",
+        epochs_total=1,
+        num_classes=10,
+        input_shape=(1, 8, 8),
+        weights_dir=weights,
+        keep_weights="all",
+    )
+    trial = Trial(
+        "fake",
+        config={"arch": arch.to_dict(), "trial_number": asked.number, "seed": 5},
+        trial_id="t0",
+        stub=True,
+    )
+    recorder.on_trial_start(0, [trial], trial)
+    recorder.on_trial_result(0, [trial], trial, {"weights": b"kept"})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        recorder.on_trial_complete(0, [trial], trial)
+    assert caplog.record_tuples == [
+        (
+            "workers.recorder",
+            logging.WARNING,
+            "trial 0 ended in Tune while Optuna still holds it RUNNING; its candidate row is "
+            "left open",
+        )
+    ]
+    [row] = store.list_candidates(job.id)
+    assert row.state == "running"
+    assert (weights / "trial-0.pt").read_bytes() == b"kept"
+
+    # once Optuna holds the trial's end, close_open ends the row from it
+    asked.set_user_attr("val_acc", 0.75)
+    job_study.study.tell(asked, [0.75, 1000.0])
+    recorder.on_experiment_end([trial])
+    recorder.close_open()
+    [row] = store.list_candidates(job.id)
+    assert (row.state, row.val_acc) == ("complete", 0.75)
+    assert (weights / "trial-0.pt").read_bytes() == b"kept"

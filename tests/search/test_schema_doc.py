@@ -80,9 +80,11 @@ def _with_optuna_study(store: Store, url: str) -> int:
     """The known rows, plus the Optuna study behind them (so the joins have rows)."""
     job_id = fill(store)
     job = store.get_job(job_id)
+    storage = optuna_storage(url)
     study = optuna.create_study(
-        study_name=job.study_name, storage=optuna_storage(url), directions=["maximize", "minimize"]
+        study_name=job.study_name, storage=storage, directions=["maximize", "minimize"]
     )
+    study_id = storage.get_study_id_from_name(job.study_name)
     choices = {"downsample": DOWNSAMPLES, "kernel": KERNELS, "skip": SKIPS}
     dists = {
         f"s{i}.{k}": CategoricalDistribution(list(v)) for i in (1, 2) for k, v in choices.items()
@@ -105,7 +107,7 @@ def _with_optuna_study(store: Store, url: str) -> int:
                 ),
             )
         )
-        trial_id = study.get_trials(deepcopy=False)[-1]._trial_id
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial)
         with store.session(write=True) as s:
             s.execute(
                 update(Candidate)
