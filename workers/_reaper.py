@@ -33,13 +33,13 @@ def marked(mark: bytes) -> list[int]:
     return found
 
 
-def reap(mark: bytes, *, patience_s: float = 20.0) -> None:
-    """SIGKILL the marked processes until none has been seen for a second, for at most
+def reap(mark: bytes, *, patience_s: float = 30.0) -> None:
+    """SIGKILL the marked processes until none has been seen for three seconds, for at most
     ``patience_s``. Ray restarts nothing once its GCS died, but an agent its raylet was
     starting can appear after the first sweep (measured on a loaded 2-core machine: two agents
     outlived a 2-second sweep), so one empty look is not enough."""
     deadline, quiet = time.monotonic() + patience_s, 0
-    while quiet < 5 and time.monotonic() < deadline:
+    while quiet < 15 and time.monotonic() < deadline:
         pids = marked(mark)
         quiet = 0 if pids else quiet + 1
         for pid in pids:
