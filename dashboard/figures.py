@@ -314,30 +314,23 @@ def stage_figure(stage: int, rows: pd.DataFrame) -> go.Figure:
             row=1,
             col=col,
         )
-        fig.add_trace(
-            go.Bar(
-                x=x,
-                y=part["front_share"],
-                name="front share",
-                showlegend=False,
-                marker_color=share_colour,
-                hovertemplate="%{x}: %{y:.0%} of the front<extra></extra>",
-            ),
-            row=2,
-            col=col,
+        bars = (
+            (2, "front_share", "front share", share_colour, "%{x}: %{y:.0%} of the front"),
+            (3, "flops_mean", "mean FLOPs", cost_colour, "%{x}: %{y:,.0f} FLOPs"),
         )
-        fig.add_trace(
-            go.Bar(
-                x=x,
-                y=part["flops_mean"],
-                name="mean FLOPs",
-                showlegend=False,
-                marker_color=cost_colour,
-                hovertemplate="%{x}: %{y:,.0f} FLOPs<extra></extra>",
-            ),
-            row=3,
-            col=col,
-        )
+        for row, column, name, colour, hover in bars:
+            fig.add_trace(
+                go.Bar(
+                    x=x,
+                    y=part[column],
+                    name=name,
+                    showlegend=False,
+                    marker_color=colour,
+                    hovertemplate=f"{hover}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
     low = rows["val_acc_lo"].min()
     fig.update_yaxes(range=[max(0.0, low - 0.05), min(1.0, rows["val_acc_hi"].max() + 0.02)], row=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=2)
