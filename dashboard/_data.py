@@ -6,9 +6,9 @@ expires after :data:`TTL_S` seconds; a job's data is keyed by :func:`version` as
 finished job is read once per process and a running one at most every :data:`TTL_S` seconds.
 At 100k candidates, pages ask for the columns and rows they draw, never more.
 
-The database is opened read-only: SQLite connections run ``PRAGMA query_only``, PostgreSQL
-sessions start with ``default_transaction_read_only``. A dashboard bug can show wrong figures
-but can never change a study.
+The database is opened read-only (``make_engine(url, read_only=True)``): a SQLite file with
+``mode=ro``, so its bytes and journal mode stay as they are, PostgreSQL sessions with every
+transaction read-only. A dashboard bug can show wrong figures but can never change a study.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 import streamlit as st
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from search.analysis import describe_effect, paired_effects, stage_analysis
 from search.pareto import hypervolume, hypervolume_history, pareto_front
@@ -39,10 +39,7 @@ from search.store import (
 from search.vocabulary import FINAL_STATUSES
 
 if TYPE_CHECKING:
-    from sqlite3 import Connection as SQLiteConnection
-
     import pandas as pd
-    from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = [
     "POINT_METRICS",
@@ -76,26 +73,16 @@ def database_url() -> str:
 
 
 def read_only_engine(url: str) -> Engine:
-    """An engine on ``url`` whose connections refuse every write.
+    """The engine of the dashboard's store on ``url``: it changes nothing in the database and
+    every write through it fails (:func:`search.store.make_engine` with ``read_only``).
 
     Example:
-        >>> engine = read_only_engine("sqlite://")
-        >>> with engine.connect() as conn:
-        ...     conn.exec_driver_sql("PRAGMA query_only").scalar()
-        1
+        >>> with read_only_engine("sqlite://").connect() as conn:
+        ...     conn.exec_driver_sql("CREATE TABLE t (x)")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        sqlalchemy.exc.OperationalError: ...attempt to write a readonly database...
     """
-    url = normalize_url(url)
-    if url.startswith("sqlite"):
-        engine = make_engine(url)
-        # Registered after make_engine's own connect hook (WAL, busy timeout), so it runs last.
-        event.listen(engine, "connect", _sqlite_query_only)
-        return engine
-    # libpq's startup options apply before any statement, pooled reconnects included.
-    return make_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
-
-
-def _sqlite_query_only(dbapi_connection: SQLiteConnection, _record: ConnectionPoolEntry) -> None:
-    dbapi_connection.execute("PRAGMA query_only = ON")
+    return make_engine(url, read_only=True)
 
 
 @st.cache_resource(show_spinner=False)
@@ -103,9 +90,9 @@ def store(url: str) -> Store:
     """The read-only :class:`Store` on ``url``, one per process (its engine pools connections).
 
     Raises:
-        SchemaError: a SQLite file that does not exist (connecting would create it).
+        SchemaError: a SQLite file that does not exist (or is empty).
     """
-    # Connecting would create an empty file where the user mistyped a path.
+    # Said here, in words that name the fix: SQLite itself would only be "unable to open".
     if missing_sqlite_file(url):
         raise SchemaError(
             f"database {display_url(url)} does not exist: run "

@@ -26,6 +26,7 @@ __all__ = [
     "fmt_value",
     "job_errors",
     "jobs_table",
+    "lost_warning",
     "trials_columns",
     "workers_table",
 ]
@@ -164,6 +165,27 @@ def workers_table(workers: Sequence[WorkerInfo], now: datetime) -> pd.DataFrame:
             "started",
         ],
     )
+
+
+def lost_warning(workers: Sequence[WorkerInfo]) -> str | None:
+    """The Queue page's warning above the worker table, or ``None`` if no worker is lost.
+
+    A lost worker's row reads like any other in the table; the warning is what makes a silent
+    worker (killed, hung, cut off from the database) noticed.
+
+    Example:
+        >>> heard = datetime(2026, 3, 4, 5, 6, 7)
+        >>> lost_warning([WorkerInfo("w-1", "box", 7, "lost", 2, heard, heard)])
+        '1 worker lost: no heartbeat within its lease'
+        >>> lost_warning([]) is None
+        True
+    """
+    lost = sum(w.status == "lost" for w in workers)
+    if not lost:
+        return None
+    if lost == 1:
+        return "1 worker lost: no heartbeat within its lease"
+    return f"{lost} workers lost: no heartbeat within their lease"
 
 
 def trials_columns(

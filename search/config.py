@@ -3,16 +3,18 @@
 A job config comes from a TOML file (job keys at the top level, the space keys of
 :meth:`search.space.SpaceConfig.from_mapping` in an optional ``[space]`` table) merged with CLI
 flags, which win. Everything is checked here, before anything touches the database, so that bad
-input writes nothing.
+input writes nothing, and the same on SQLite and PostgreSQL: every integer within the range of
+the column it is stored in (:mod:`search._checks`), the name without control characters.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from search._checks import integer, number
+from search._checks import INT32, SEEDS, Bounds, integer, number
 from search.artifacts import KEEP_WEIGHTS, KeepWeights
 from search.datasets import DEFAULT_DATASET, dataset_info
 from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
@@ -20,20 +22,41 @@ from search.space import COMMON_KEYS, SpaceConfig, parse_input_shape
 from search.study import SAMPLERS
 from search.training import TrainConfig
 
-__all__ = ["JobConfig"]
+__all__ = ["LIMITS", "NAME_LENGTH", "JobConfig"]
 
 # the TrainConfig fields a job sets, flat among the job keys; the rest keep their defaults
 _TRAIN_KEYS = ("epochs", "batch_size", "lr", "label_smoothing", "augment")
+
+# the range submit allows each integer job key: that of the Integer column it is stored in
+# (trials: ps_jobs.trials_total; max_attempts, priority: ps_jobs'; epochs: ps_candidates.
+# epochs_total), the seed's, and for the keys only the config's JSON holds the same 32 bits
+LIMITS: dict[str, Bounds] = {
+    "trials": INT32,
+    "epochs": INT32,
+    "batch_size": INT32,
+    "concurrency": INT32,
+    "max_attempts": INT32,
+    "priority": INT32,
+    "seed": SEEDS,
+}
+# ps_jobs.name is a String(200)
+NAME_LENGTH = 200
+# C0, DEL and C1 control characters: SQLite stores a NUL where PostgreSQL refuses it, and none
+# belongs in a name that tables print
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f]")
+# lone surrogates: Python's stand-ins for command-line bytes that are not UTF-8, which neither
+# database can encode
+_NOT_UTF8 = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
 class JobConfig:
     """One search: dataset, space, budget, objectives, sampler, resources and training settings.
 
-    Build it with :meth:`from_mapping` (validates everything); :meth:`to_dict` and
-    :meth:`from_dict` round-trip exactly through JSON. ``train`` holds the candidates' training
-    settings; in the mapping forms its job keys (``epochs``, ``batch_size``, ``lr``,
-    ``label_smoothing``, ``augment``) sit flat among the others.
+    Build it with :meth:`from_mapping` (validates everything, as ``submit`` does);
+    :meth:`to_dict` and :meth:`from_dict` round-trip exactly through JSON. ``train`` holds the
+    candidates' training settings; in the mapping forms its job keys (``epochs``,
+    ``batch_size``, ``lr``, ``label_smoothing``, ``augment``) sit flat among the others.
 
     Example:
         >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 4},
@@ -72,6 +95,8 @@ class JobConfig:
         space keys. ``trials`` and ``epochs`` are required; the other keys default to the
         fields' defaults (the training keys to :class:`~search.training.TrainConfig`'s). The
         dataset fixes the input shape where it has one; a contradicting ``input`` is an error.
+        Every integer must lie in its :data:`LIMITS` (the space's within 32 bits,
+        :meth:`SpaceConfig.check_bounds`) and the name must hold no control characters.
 
         Raises:
             ValueError: with a one-line message naming the bad key or value.
@@ -79,7 +104,32 @@ class JobConfig:
         Example:
             >>> JobConfig.from_mapping({"trials": 2, "epochs": 1}).dataset
             'mnist5k'
+            >>> JobConfig.from_mapping({"trials": 2, "epochs": 1, "seed": -1})
+            Traceback (most recent call last):
+            ...
+            ValueError: seed -1 must be at least 0
         """
+        config = cls._build(data, overrides)
+        config._check_limits()
+        return config
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
+        """Rebuild (and re-validate) a config from :meth:`to_dict`'s form, as a job row holds it.
+
+        The checks are :meth:`from_mapping`'s but for its limits, which submit applies: a row
+        written before a limit existed (a negative seed, a priority beyond 32 bits on SQLite)
+        still reads.
+
+        Example:
+            >>> cfg = JobConfig.from_mapping({"trials": 2, "epochs": 1})
+            >>> JobConfig.from_dict({**cfg.to_dict(), "seed": -1}).seed
+            -1
+        """
+        return cls._build(data, None)
+
+    @classmethod
+    def _build(cls, data: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> JobConfig:
         if not isinstance(data, Mapping):
             raise ValueError("a job config is a table of keys")
         # the fields' defaults are the one place a job key's default is written
@@ -109,8 +159,10 @@ class JobConfig:
                 raise ValueError(f"{key} is required (--{key} N)")
 
         name = merged.get("name", dataset)
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise ValueError(f"name {name!r} must be a non-empty string of at most 200 characters")
+        if not isinstance(name, str) or not name.strip() or len(name) > NAME_LENGTH:
+            raise ValueError(
+                f"name {name!r} must be a non-empty string of at most {NAME_LENGTH} characters"
+            )
         sampler = merged["sampler"]
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r} (expected one of {', '.join(SAMPLERS)})")
@@ -138,10 +190,18 @@ class JobConfig:
             keep_weights=_keep_weights(merged["keep_weights"]),
         )
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
-        """Rebuild (and re-validate) a config from :meth:`to_dict`'s form."""
-        return cls.from_mapping(data)
+    def _check_limits(self) -> None:
+        """Raise ``ValueError`` for what submit refuses beyond :meth:`_build`'s checks."""
+        flat = self.to_dict()
+        for key, bounds in LIMITS.items():
+            integer(key, flat[key], minimum=bounds.lo, maximum=bounds.hi)
+        self.space.check_bounds()
+        if _NOT_UTF8.search(self.name):
+            raise ValueError(f"name {self.name!r} is not valid UTF-8")
+        if _UNPRINTABLE.search(self.name):
+            raise ValueError(f"name {self.name!r} must not contain control characters")
+        if self.data_dir is not None and "\x00" in self.data_dir:
+            raise ValueError(f"data_dir {self.data_dir!r} must be a path")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, flat; ``space`` holds keys that :class:`SpaceConfig` reads back."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from search._checks import INT32, integer
 from search.vocabulary import (
     DOWNSAMPLES,
     KERNELS,
@@ -348,6 +349,8 @@ class SpaceConfig:
             n = len(widths_raw) if isinstance(widths_raw, list) else DEFAULT_STAGES
         if not _is_int(n) or n < 1:
             raise ValueError(f"stages {n!r} must be a positive integer")
+        # before the per-stage lists are built: a huge count would build them for ever
+        _check_fits(n, input_shape)
         if widths_raw is None:
             widths_raw = [default_width(i) for i in range(1, n + 1)]
         if not isinstance(widths_raw, list) or len(widths_raw) != n:
@@ -378,6 +381,28 @@ class SpaceConfig:
     ) -> SpaceConfig:
         """Load a space from a TOML file (its top level, or its ``[space]`` table)."""
         return cls.from_mapping({**load_toml(path, table="space"), **(overrides or {})})
+
+    def check_bounds(self) -> None:
+        """Raise ``ValueError`` if an integer of the space is beyond 32 bits, what submit
+        allows: the kernels, widths and depths go to ``ps_stages``' Integer columns, and the
+        input's sizes to the trainer.
+
+        Not part of building a space, so that a stored job's space still reads.
+
+        Example:
+            >>> SpaceConfig.from_mapping({"stages": 1, "kernel": [2**31 + 1]}).check_bounds()
+            Traceback (most recent call last):
+            ...
+            ValueError: stage 1: kernel 2147483649 must be at most 2147483647
+        """
+        if max(self.input_shape) > INT32.hi:
+            raise ValueError(
+                f"input shape {'x'.join(map(str, self.input_shape))} has a size above {INT32.hi}"
+            )
+        for i, st in enumerate(self.stages, 1):
+            for key in ("kernel", "width", "depth"):
+                for value in getattr(st, key):
+                    integer(f"stage {i}: {key}", value, maximum=INT32.hi)
 
     def size(self) -> int:
         """The number of distinct architectures in the space."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search.objectives import direction
@@ -29,9 +30,11 @@ __all__ = [
     "RETRY_OF",
     "SAMPLERS",
     "JobStudy",
+    "end_open_trials",
     "make_sampler",
     "open_study",
     "record_trial_end",
+    "trial_seed",
 ]
 
 SamplerFactory = Callable[[int, dict[str, list[Any]]], optuna.samplers.BaseSampler]
@@ -109,40 +112,98 @@ class JobStudy:
         """Fail trial ``number`` with ``reason`` if still RUNNING; enqueue its architecture again.
 
         Reads the trial afresh, so a retry after a dropped connection neither fails it twice nor
-        enqueues it twice. The new trial carries ``retry_of`` and the old trial's seed.
+        enqueues it twice. The new trial carries ``retry_of`` and the old trial's seed, if it
+        had one.
         """
         trials = self.study.get_trials(deepcopy=False)
         trial = trials[number]
         if trial.state == TrialState.RUNNING:
-            self.storage.set_trial_user_attr(self.trial_id(number), "error", reason)
-            self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            self._fail(number, reason)
         if all(t.user_attrs.get(RETRY_OF) != number for t in trials):
-            self.study.enqueue_trial(
-                trial.params, user_attrs={RETRY_OF: number, "seed": trial.user_attrs.get("seed")}
-            )
+            attrs: dict[str, Any] = {RETRY_OF: number}
+            if trial.user_attrs.get("seed") is not None:  # a trial killed before it was seeded
+                attrs["seed"] = trial.user_attrs["seed"]
+            self.study.enqueue_trial(trial.params, user_attrs=attrs)
 
-    def recover(self, store: Store, job_id: int) -> int:
-        """Repair what a dead worker left behind; returns how many trials it enqueued again.
+    def _fail(self, number: int, reason: str) -> None:
+        # A trial read as RUNNING may end meanwhile (a worker whose lease ran out while it still
+        # worked tells it): then its own outcome stands.
+        try:
+            self.storage.set_trial_user_attr(self.trial_id(number), "error", reason)
+        except UpdateFinishedTrialError:
+            return
+        self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
-        Trials left RUNNING are failed and enqueued again (:meth:`requeue`). A candidate row
-        still ``running`` whose trial Optuna already holds as finished (COMPLETE, PRUNED or
-        FAIL: the worker died between the two writes) is ended from the trial
-        (:func:`record_trial_end`), so the two views agree and it keeps its real outcome; the
-        rest are failed as lost. Every step is idempotent.
+    def recover(
+        self, store: Store, job_id: int, *, reason: str = LOST, requeue: bool = True
+    ) -> int:
+        """Repair what an attempt left behind; returns how many RUNNING trials it ended.
+
+        Trials left RUNNING are failed with ``reason`` and, with ``requeue``, enqueued again
+        (:meth:`requeue`). A candidate row still ``running`` whose trial Optuna already holds as
+        finished (COMPLETE, PRUNED or FAIL: the worker died between the two writes) is ended
+        from the trial (:func:`record_trial_end`), so the two views agree and it keeps its real
+        outcome; the rest are failed with ``reason``. Every step is idempotent.
+
+        Example:
+            >>> job_study.recover(store, job_id=1)  # doctest: +SKIP
+            2
         """
         trials = self.study.get_trials(deepcopy=False)
         stale = [t for t in trials if t.state == TrialState.RUNNING]
         for trial in stale:
-            self.requeue(trial.number, reason=LOST)
+            if requeue:
+                self.requeue(trial.number, reason=reason)
+            else:
+                self._fail(trial.number, reason)
         for row in store.list_candidates(job_id, state="running"):
+            if row.trial_number >= len(trials):
+                continue
             trial = trials[row.trial_number]
             if trial.state.is_finished():
                 # a complete trial trained every epoch; one that stopped early got as far as
                 # the curve the row recorded
                 done = row.epochs_total if trial.state == TrialState.COMPLETE else row.epochs_done
                 record_trial_end(store, candidate_id=row.id, trial=trial, epochs_done=done)
-        store.fail_running_candidates(job_id=job_id, error=LOST)
+        store.fail_running_candidates(job_id=job_id, error=reason)
         return len(stale)
+
+
+def end_open_trials(
+    *,
+    storage: optuna.storages.BaseStorage,
+    store: Store,
+    job_id: int,
+    study_name: str,
+    reason: str,
+    requeue: bool = False,
+) -> int:
+    """End what an attempt that crashed, or a job that ended, left open: nothing stays RUNNING.
+
+    Every trial still RUNNING is told FAIL with ``reason`` (the real error, not a guess) and
+    every ``running`` candidate row is ended as :meth:`JobStudy.recover` does; with
+    ``requeue`` (the job will run again) the failed trials' architectures are enqueued again.
+    A job whose study was never created has only its rows to end. Idempotent; returns how
+    many trials it failed.
+
+    Example:
+        >>> end_open_trials(storage=storage, store=store, job_id=3,
+        ...                 study_name="poolstride-job-3",
+        ...                 reason="attempt 1/1: OSError: disk full")  # doctest: +SKIP
+        1
+    """
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        store.fail_running_candidates(job_id=job_id, error=reason)
+        return 0
+    # the sampler is never asked: a plain one spares building the job's
+    study = optuna.load_study(
+        study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler()
+    )
+    return JobStudy(study=study, storage=storage, study_id=study_id).recover(
+        store, job_id, reason=reason, requeue=requeue
+    )
 
 
 def open_study(*, storage: optuna.storages.BaseStorage, name: str, config: JobConfig) -> JobStudy:
@@ -213,6 +274,17 @@ def record_trial_end(
             epochs_done=epochs_done,
             error=attrs.get("error"),
         )
+
+
+def trial_seed(job_seed: int, number: int) -> int:
+    """The training seed of trial ``number`` of a job seeded ``job_seed``: below 2**31, so it
+    fits the 32-bit column it is stored in and every library's seed argument.
+
+    Example:
+        >>> trial_seed(3, 2), trial_seed(2**31 - 1, 0) < 2**31
+        (3000011, True)
+    """
+    return (job_seed * 1_000_003 + number) % 2**31
 
 
 def _attempt_seed(seed: int, storage: optuna.storages.BaseStorage, study_name: str) -> int:

@@ -46,7 +46,8 @@ StageKey = Literal["downsample", "kernel", "skip", "width", "depth"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FinalStatus = Literal["succeeded", "failed", "cancelled"]
 CandidateState = Literal["running", "complete", "pruned", "failed"]
-WorkerStatus = Literal["idle", "busy", "stopped"]
+# "lost" is never stored: a live status whose heartbeat is older than the lease reads as lost
+WorkerStatus = Literal["idle", "busy", "stopped", "lost"]
 # the measured and computed numbers of a candidate, in output order
 Metric = Literal[
     "val_acc",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from _pgcluster import PgCluster, find_bindir
 from sqlalchemy import inspect, text
 
 from search.store import Store, make_engine, upgrade
@@ -139,3 +140,19 @@ def row_counts() -> Callable[[str], dict[str, int]]:
             engine.dispose()
 
     return count
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A private PostgreSQL cluster with the current schema, for tests that stop and start it."""
+    if find_bindir() is None:
+        message = "PostgreSQL's server programs (initdb, pg_ctl) are not installed"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PgCluster.create()
+    try:
+        upgrade(cluster.url)
+        yield cluster
+    finally:
+        cluster.close()

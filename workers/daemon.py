@@ -9,16 +9,34 @@ running job, hand its unfinished trials back to the queue and exit cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from optuna.storages import RDBStorage
+
 from search.artifacts import artifact_dir
-from search.store import JobInfo, LeaseLostError, Store, new_worker_id, optuna_storage, retrying
+from search.store import (
+    DEFAULT_LEASE_S,
+    OUTAGE,
+    DatabaseUnavailableError,
+    JobInfo,
+    LeaseLostError,
+    Store,
+    db_error_line,
+    db_errors,
+    new_worker_id,
+    optuna_storage,
+    retrying,
+)
+from search.study import end_open_trials
 from workers.ray_session import ray_session
 from workers.runner import JobOutcome, Outcome, run_job
 from workers.searcher import StopRequest
@@ -48,7 +66,7 @@ class Worker:
         self,
         db_url: str,
         *,
-        lease_s: float = 60.0,
+        lease_s: float = DEFAULT_LEASE_S,
         poll_s: float = 2.0,
         cpus_per_trial: float | None = None,
         gpus_per_trial: float | None = None,
@@ -62,6 +80,8 @@ class Worker:
         self.on_progress = on_progress
         self.shutdown = threading.Event()
         self._job_stop: StopRequest | None = None
+        self._optuna: RDBStorage | None = None
+        self._ray_started = False
 
     def request_shutdown(self, *_: object) -> None:
         """Stop after handing the running job back (the SIGTERM handler)."""
@@ -80,40 +100,73 @@ class Worker:
         """Work jobs until shutdown; ``once``: one job at most; ``drain``: until none is queued.
 
         ``job_id`` restricts the worker to that one job (what ``poolstride run`` uses).
-        Returns the outcome of each job it ran.
+        Every database call of the loop (registering, polling, heartbeats, a job's start and
+        end) waits out an outage of up to :data:`search.store.RETRY_S` seconds. Returns the
+        outcome of each job it ran.
         """
         outcomes: list[tuple[int, JobOutcome]] = []
-        self.store.register_worker(self.id)
-        previous: dict[int, Any] = {}
+        retrying(self.store.register_worker, self.id, lease_seconds=self.lease_s)
+        previous = self._take_signals()
+        clean = False
         try:
-            with ray_session(address=ray_address):
-                # after ray.init, which installs a C++ SIGTERM handler that would kill us
-                previous = {
-                    sig: signal.signal(sig, self._on_signal)
-                    for sig in (signal.SIGTERM, signal.SIGINT)
-                }
+            with contextlib.ExitStack() as ray_scope:
+                start_ray = functools.partial(self._ray, ray_scope, ray_address)
+                sweep_at = 0.0
                 while not self.shutdown.is_set():
-                    job = self.store.claim(self.id, self.lease_s, job_id=job_id)
+                    if time.monotonic() >= sweep_at:
+                        # what a worker that died (or lost a commit) between ending a job and
+                        # closing its study left: at start, then once per lease
+                        self._close_ended(retrying(self.store.ended_with_open_trials))
+                        sweep_at = time.monotonic() + self.lease_s
+                    self._close_ended(retrying(self.store.end_expired))
+                    job = retrying(self.store.claim, self.id, self.lease_s, job_id=job_id)
                     if job is None:
                         if once or drain or job_id is not None:
                             break
-                        self.store.worker_heartbeat(self.id)
+                        retrying(self.store.worker_heartbeat, self.id)
                         self.shutdown.wait(self.poll_s)
                         continue
-                    outcomes.append((job.id, self._run_one(job)))
+                    log.info(
+                        "job %s claimed (attempt %s/%s)", job.id, job.attempts, job.max_attempts
+                    )
+                    outcomes.append((job.id, self._run_one(job, start_ray)))
                     if once or job_id is not None:
                         break
+            clean = True
         finally:
-            self.store.worker_stopped(self.id)
+            if clean:
+                retrying(self.store.worker_stopped, self.id)
+            else:  # leaving on an error (the database gone for good?): one try, no waiting
+                with contextlib.suppress(Exception):
+                    self.store.worker_stopped(self.id)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return outcomes
+
+    def _take_signals(self) -> dict[int, Any]:
+        return {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _ray(self, scope: contextlib.ExitStack, address: str | None) -> None:
+        # Ray starts with the first job, not with the worker: an idle worker (or one that only
+        # ends expired jobs) needs none of it
+        if self._ray_started:
+            return
+        scope.enter_context(ray_session(address=address))
+        self._ray_started = True
+        self._take_signals()  # ray.init installs a C++ SIGTERM handler that would kill us
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.warning("signal %s: stopping after handing the running job back", signum)
         self.request_shutdown()
 
-    def _run_one(self, job: JobInfo) -> JobOutcome:
+    def _storage(self) -> RDBStorage:
+        # one Optuna storage for the worker's life: opening it checks Optuna's schema, and its
+        # pool re-connects after an outage as the store's does
+        if self._optuna is None:
+            self._optuna = retrying(optuna_storage, self.db_url)
+        return self._optuna
+
+    def _run_one(self, job: JobInfo, start_ray: Callable[[], None]) -> JobOutcome:
         config = job.config
         if self.cpus_per_trial is not None:
             config = dataclasses.replace(config, cpus_per_trial=self.cpus_per_trial)
@@ -132,16 +185,28 @@ class Worker:
                 study_name=job.study_name,
                 attempt=job.attempts,
                 worker_id=self.id,
-                storage=optuna_storage(self.db_url),
+                storage=self._storage(),
                 stop=stop,
                 on_progress=self._progress(job.id, config.trials),
                 weights_dir=artifact_dir(self.db_url) / f"job-{job.id}",
+                start_ray=start_ray,
             )
+        except db_errors() as exc:
+            # the database stayed away longer than the retries wait: not the job's fault
+            log.error("job %s: database unreachable for too long (%s)", job.id, db_error_line(exc))
+            stop.set("error")
+            beat.join()
+            self._end(self.store.release_job, job.id)
+            # and stop: claiming the job again would hand it back again, for ever
+            if isinstance(exc, DatabaseUnavailableError):
+                raise
+            raise DatabaseUnavailableError(db_error_line(exc)) from exc
         except Exception as exc:
             log.exception("job %s failed on this worker", job.id)
             stop.set("error")
             beat.join()
-            after = self._end(self.store.fail_attempt, job.id, error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            after = self._end(self.store.fail_attempt, job.id, error=error)
             if after is None:
                 return JobOutcome("interrupted", 0, 0, f"lease lost; {exc}")
             # fail_attempt leaves the job queued again, failed (attempts used up) or cancelled
@@ -152,15 +217,31 @@ class Worker:
                 if after.status == "cancelled"
                 else "failed"
             )
-            return JobOutcome(status, 0, 0, f"attempt {after.attempts}/{after.max_attempts}: {exc}")
+            message = f"attempt {after.attempts}/{after.max_attempts}: {error}"
+            self._close(after, reason=message, requeue=status == "requeued")
+            log.info("job %s %s after %s", job.id, status, message)
+            return JobOutcome(status, 0, 0, message)
         finally:
             self._job_stop = None
         stop.set(stop.reason or "done")
         beat.join()
         if outcome.status == "interrupted":
-            self._end(self.store.release_job, job.id)
+            if self._end(self.store.release_job, job.id) is not None:
+                log.info("job %s handed back to the queue (%s)", job.id, outcome.error)
         elif stop.reason != "lease lost":
-            self._end(self.store.finish_job, job.id, status=outcome.status, error=outcome.error)
+            after = self._end(
+                self.store.finish_job, job.id, status=outcome.status, error=outcome.error
+            )
+            if after is not None and after.status != "succeeded":
+                self._close(after, reason=outcome.error or f"job {after.status}")
+            log.info(
+                "job %s %s: %s complete, %s failed%s",
+                job.id,
+                outcome.status,
+                outcome.completed,
+                outcome.failed,
+                f" ({outcome.error})" if outcome.error else "",
+            )
         return outcome
 
     def _end(self, write: Callable[..., JobInfo], job_id: int, **kw: Any) -> JobInfo | None:
@@ -175,6 +256,30 @@ class Worker:
             )
             return None
 
+    def _close(self, job: JobInfo, *, reason: str, requeue: bool = False) -> None:
+        try:
+            failed = retrying(
+                end_open_trials,
+                storage=self._storage(),
+                store=self.store,
+                job_id=job.id,
+                study_name=job.study_name,
+                reason=reason,
+                requeue=requeue,
+            )
+        except db_errors():
+            raise
+        except Exception:  # the job's end is written; a later sweep closes what is left
+            log.warning("job %s: closing its study failed", job.id, exc_info=True)
+            return
+        if failed:
+            log.info("job %s: %s RUNNING trials told FAIL (%s)", job.id, failed, reason)
+
+    def _close_ended(self, jobs: list[JobInfo]) -> None:
+        for job in jobs:
+            log.info("job %s %s (%s)", job.id, job.status, job.error)
+            self._close(job, reason=job.error or f"job {job.status}")
+
     def _progress(self, job_id: int, total: int) -> Callable[[int, int], None]:
         def report(completed: int, failed: int) -> None:
             if self.on_progress:
@@ -183,13 +288,18 @@ class Worker:
         return report
 
     def _heartbeat(self, job_id: int, stop: StopRequest) -> None:
-        # often enough that a cancel lands within seconds, and at least thrice per lease
+        # often enough that a cancel lands within seconds, and at least thrice per lease; an
+        # outage is waited out (the lease has slack) and logged once, not at every beat
         while not stop.wait(min(self.lease_s / 3, 2.0)):
             try:
                 beat = self.store.heartbeat(self.id, job_id, self.lease_s)
-            except Exception:  # a lost connection must not kill the job; the lease has slack
-                log.warning("heartbeat for job %s failed; retrying", job_id, exc_info=True)
+            except db_errors() as exc:
+                OUTAGE.down(exc)
                 continue
+            except Exception:
+                log.exception("heartbeat for job %s failed; retrying", job_id)
+                continue
+            OUTAGE.up()
             if not beat.lease_held:
                 stop.set("lease lost")
             elif beat.cancel_requested:

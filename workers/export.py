@@ -5,7 +5,8 @@ Three formats (``poolstride export --format``):
 - ``torchscript``: ``torch.jit.load`` reads it with plain torch;
 - ``onnx``: needs the ``onnx`` and ``onnxscript`` packages;
 - ``state``: the bare network's state dict with the architecture and the input statistics,
-  plus the same facts (without the weights) in a ``.json`` beside it.
+  plus the same facts (without the weights) in a ``.json`` beside it and a README whose example
+  rebuilds the network, loads the weights and runs one input.
 
 TorchScript and ONNX models take raw NCHW float32 pixels in the dataset's own scale: the network
 is wrapped in :class:`workers.model.Normalized` with the training split's per-channel mean and
@@ -46,8 +47,10 @@ __all__ = [
     "input_statistics",
     "load_weights",
     "missing_onnx_packages",
+    "readme_path",
     "rebuild",
     "sidecar_path",
+    "state_readme",
 ]
 
 StateDict = dict[str, torch.Tensor]
@@ -85,6 +88,89 @@ def sidecar_path(out: Path) -> Path:
         'runs/net.json'
     """
     return out.with_suffix(".json")
+
+
+def readme_path(out: Path) -> Path:
+    """Where the ``state`` format writes its README beside ``out``.
+
+    Example:
+        >>> str(readme_path(Path("runs/net.pt")))
+        'runs/net.README.md'
+    """
+    return out.with_name(f"{out.stem}.README.md")
+
+
+def state_readme(out: Path, meta: Mapping[str, Any]) -> str:
+    """The README of a ``state`` export to ``out`` whose facts are ``meta``: what the files
+    hold, and the code that rebuilds the network from them and classifies one input.
+
+    The code runs as it stands in the README's folder where poolstride is installed (the
+    network is :class:`workers.model.Net`); without input statistics (``meta["mean"]`` is
+    ``None``) it feeds the network an input as it is, to be normalised as in training.
+
+    Example:
+        >>> meta = {"job": 1, "trial": 0, "dataset": "digits", "trained": True, "mean": [7.0]}
+        >>> text = state_readme(Path("net.pt"), meta)
+        >>> text.splitlines()[0], 'torch.load("net.pt"' in text
+        ('# Trial 0 of job 1 (digits)', True)
+    """
+    weights = (
+        "the trained ones"
+        if meta["trained"]
+        else "random: the job kept no trained weights for this trial"
+    )
+    if meta["mean"] is None:
+        classify = [
+            "# the job recorded no input statistics: normalise the input as in training",
+            "with torch.no_grad():",
+            "    logits = model(image)",
+        ]
+    else:
+        classify = [
+            "# the network takes the input normalised by the training split's mean and std",
+            'mean = torch.tensor(saved["mean"]).view(1, -1, 1, 1)',
+            'std = torch.tensor(saved["std"]).view(1, -1, 1, 1)',
+            "with torch.no_grad():",
+            "    logits = model((image - mean) / std)",
+        ]
+    code = [
+        "import torch",
+        "",
+        "from search.space import ArchSpec",
+        "from workers.model import build_model",
+        "",
+        f'saved = torch.load({json.dumps(out.name)}, map_location="cpu", weights_only=True)',
+        "model = build_model(",
+        '    ArchSpec.from_dict(saved["arch"]),',
+        '    in_channels=saved["input_shape"][0],',
+        '    num_classes=saved["num_classes"],',
+        ")",
+        'model.load_state_dict(saved["state_dict"])',
+        "model.eval()",
+        "",
+        "# one image (a batch of 1) of raw pixels in the dataset's own scale; zeros here",
+        'image = torch.zeros(1, *saved["input_shape"])',
+        *classify,
+        'print("logits", tuple(logits.shape), "class", logits.argmax(dim=1).item())',
+    ]
+    return "\n".join(
+        [
+            f"# Trial {meta['trial']} of job {meta['job']} ({meta['dataset']})",
+            "",
+            f"`{out.name}` holds the network's weights (`state_dict`) and what rebuilding it "
+            "takes: its architecture (`arch`), `input_shape`, `num_classes` and the training "
+            f"split's per-channel `mean` and `std`. `{sidecar_path(out).name}` holds the same "
+            f"facts without the weights. The weights are {weights}.",
+            "",
+            "The network is poolstride's own module: where poolstride is installed, this code "
+            "rebuilds it in this folder, loads the weights and classifies one input.",
+            "",
+            "```python",
+            *code,
+            "```",
+            "",
+        ]
+    )
 
 
 def load_weights(path: Path) -> StateDict | None:
@@ -204,7 +290,8 @@ def export_candidate(
 
     Args:
         row: The candidate: ``trial``, ``val_acc`` and its ``sN.*`` stage columns.
-        out: The file to write (``state`` also writes :func:`sidecar_path`).
+        out: The file to write (``state`` also writes :func:`sidecar_path` and
+            :func:`readme_path`).
         fmt: ``torchscript``, ``onnx`` or ``state``.
         job_id: The candidate's job, recorded with ``state``.
         dataset: The job's dataset name, recorded with ``state``.
@@ -230,7 +317,7 @@ def export_candidate(
         >>> written = export_candidate(row, out=out, fmt="state", job_id=1, dataset="digits",
         ...     input_shape=(1, 8, 8), num_classes=10, mean=[7.0], std=[5.0], weights=None)
         >>> [path.name for path in written]
-        ['net.pt', 'net.json']
+        ['net.pt', 'net.json', 'net.README.md']
     """
     model = rebuild(row, in_channels=input_shape[0], num_classes=num_classes, weights=weights)
     mean_, std_ = (None, None) if mean is None or std is None else (list(mean), list(std))
@@ -247,10 +334,11 @@ def export_candidate(
             "mean": mean_,
             "std": std_,
         }
-        sidecar = sidecar_path(out)
+        sidecar, readme = sidecar_path(out), readme_path(out)
         torch.save({**meta, "state_dict": model.state_dict()}, out)
         sidecar.write_text(json.dumps(meta, indent=2) + "\n")
-        return [out, sidecar]
+        readme.write_text(state_readme(out, meta))
+        return [out, sidecar, readme]
     exported: torch.nn.Module = model
     if mean_ is not None and std_ is not None:
         exported = Normalized(model, mean_, std_).eval()

@@ -156,7 +156,8 @@ class Recorder(tune.Callback):
         """At a job's success, keep only the front's weights if the job keeps ``front``."""
         if self.weights_dir is None or self.keep_weights != "front":
             return
-        front = {_weights_file(self.weights_dir, t.number) for t in self.study.study.best_trials}
+        best = retrying(lambda: self.study.study.best_trials)
+        front = {_weights_file(self.weights_dir, t.number) for t in best}
         for path in self.weights_dir.glob("trial-*.pt"):
             if path not in front:
                 path.unlink()

@@ -69,12 +69,15 @@ def run_job(
     dataset: Dataset | None = None,
     train_fn: TrainFn = train,
     weights_dir: Path | None = None,
+    start_ray: Callable[[], None] | None = None,
 ) -> JobOutcome:
-    """Run one job to its end on the current Ray instance (:func:`workers.ray_session.ray_session`).
+    """Run one job to its end on the current Ray instance (:func:`workers.ray_session.ray_session`),
+    or the one ``start_ray`` starts.
 
     ``dataset`` (else loaded from the config) and ``train_fn`` (else :func:`workers.train.train`)
     can be injected. Weights are filed in ``weights_dir`` as the job's ``keep_weights`` says
-    (``front``: only the final Pareto front's survive a successful run). Returns the outcome;
+    (``front``: only the final Pareto front's survive a successful run). ``start_ray`` is
+    called when there is training to do (a worker starts Ray only then). Returns the outcome;
     the caller (the worker daemon) writes it to the job row.
 
     Example:
@@ -103,7 +106,10 @@ def run_job(
     # export and the dashboard read these instead of loading the data again
     retrying(store.record_dataset, job_id, dataset.facts())
     study = retrying(open_study, storage=storage, name=study_name, config=config)
-    retrying(study.recover, store, job_id)
+    trials = retrying(study.study.get_trials, deepcopy=False)
+    met = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= config.trials
+    # with the budget met, what a dead worker left running need not run again
+    retrying(study.recover, store, job_id, requeue=not met)
     searcher = StudySearcher(
         study=study,
         config=config,
@@ -112,8 +118,6 @@ def run_job(
         stop=stop,
         on_progress=on_progress,
     )
-    if searcher.completed >= config.trials:
-        return JobOutcome("succeeded", searcher.completed, 0)
     recorder = Recorder(
         study=study,
         store=store,
@@ -126,6 +130,12 @@ def run_job(
         weights_dir=weights_dir,
         keep_weights=config.keep_weights,
     )
+    if searcher.completed >= config.trials:
+        # an earlier attempt met the budget and died before its end: finish what it left
+        recorder.prune_weights()
+        return JobOutcome("succeeded", searcher.completed, 0)
+    if start_ray is not None:  # before with_parameters, which puts the data into Ray
+        start_ray()
     trainable = tune.with_resources(
         tune.with_parameters(
             _trainable,

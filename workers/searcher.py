@@ -21,7 +21,6 @@ trial is told: poolstride's own rows follow from there (:mod:`workers.recorder`)
 from __future__ import annotations
 
 import json
-import logging
 import math
 import threading
 from collections.abc import Callable
@@ -35,12 +34,10 @@ from ray.tune.search import Searcher
 from search.config import JobConfig
 from search.cost import Cost, arch_cost
 from search.space import ArchSpec
-from search.store import db_errors, retrying
-from search.study import JobStudy
+from search.store import OUTAGE, db_errors, retrying
+from search.study import JobStudy, trial_seed
 
 __all__ = ["StopRequest", "StudySearcher"]
-
-log = logging.getLogger(__name__)
 
 # what a complete trial's user attributes keep of its final result
 _RESULT_ATTRS = (
@@ -138,7 +135,7 @@ class StudySearcher(Searcher):
         self.stop, self.on_progress = stop, on_progress
         self.live: dict[str, _Live] = {}
         self.completed = sum(
-            t.state == TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)
+            t.state == TrialState.COMPLETE for t in retrying(self.study.get_trials, deepcopy=False)
         )
         self.failed = 0
         self.last_error: str | None = None
@@ -187,7 +184,7 @@ class StudySearcher(Searcher):
             return self.study.ask()
         except db_errors() as exc:
             # ask may have created the trial and lost the connection while sampling it
-            log.warning("database unreachable while asking (%s)", str(exc).splitlines()[0])
+            OUTAGE.down(exc)
             return retrying(self._adopt_or_ask)
 
     def _adopt_or_ask(self) -> optuna.Trial:
@@ -206,7 +203,9 @@ class StudySearcher(Searcher):
         arch = self.config.space.sample(trial)
         arch.check_fits(self.input_shape)
         cost = arch_cost(arch, input_shape=self.input_shape, num_classes=self.num_classes)
-        seed = int(trial.user_attrs.get("seed", self.config.seed * 1_000_003 + trial.number))
+        # a re-run keeps its original's seed; one whose original died unseeded gets its own
+        kept = trial.user_attrs.get("seed")
+        seed = int(kept) if kept is not None else trial_seed(self.config.seed, trial.number)
         _set_attrs(trial, {"seed": seed, "arch_hash": arch.hash()})
         return arch, cost, seed
 

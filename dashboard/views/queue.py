@@ -1,4 +1,4 @@
-"""Queue: jobs with their progress, and workers with their last heartbeat.
+"""Queue: jobs with their progress, and workers with their last heartbeat, lost ones warned of.
 
 While a job is queued or running the page reruns its body every :data:`REFRESH_S` seconds.
 """
@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from dashboard import _data
-from dashboard.tables import job_errors, jobs_table, workers_table
+from dashboard.tables import job_errors, jobs_table, lost_warning, workers_table
 
 REFRESH_S = 3.0
 _ACTIVE = ("queued", "running")
@@ -53,6 +53,8 @@ def _render() -> bool:
     else:
         st.info("No jobs yet: `poolstride submit` queues a search.")
     st.subheader("Workers")
+    if lost := lost_warning(workers):
+        st.warning(lost)
     if workers:
         st.dataframe(
             workers_table(workers, datetime.now(timezone.utc)), hide_index=True, width="stretch"

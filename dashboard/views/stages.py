@@ -13,6 +13,7 @@ import streamlit as st
 from dashboard import _data
 from dashboard._ui import pick_job
 from dashboard.figures import stage_figure
+from search.vocabulary import FINAL_STATUSES
 
 url = _data.database_url()
 st.title("Stage by stage")
@@ -25,7 +26,11 @@ table, effects = _data.analysis(
     url, job.id, _data.version(job), len(job.config.space.stages), objectives
 )
 if table.empty:
-    st.info(f"Job {job.id} has no complete candidates to analyse yet.")
+    st.info(
+        f"Job {job.id} ended ({job.status}) with no complete candidates to analyse."
+        if job.status in FINAL_STATUSES
+        else f"Job {job.id} has no complete candidates to analyse yet."
+    )
     st.stop()
 st.caption(
     f"{job.trials_done:,} complete candidates of job {job.id}; front over "

@@ -34,6 +34,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
+from search._checks import INT32, Bounds
 from search.query import output_columns, to_records
 from search.store import (
     DB_ENV_VAR,
@@ -55,6 +56,7 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FAILURE",
     "TIME_FORMAT",
+    "Integer",
     "Progress",
     "bad_input",
     "candidate_columns",
@@ -176,6 +178,43 @@ def stack(*options: Callable[[Any], Any]) -> Callable[[F], F]:
         return fn
 
     return apply
+
+
+class Integer(click.IntRange):
+    """A command-line integer that the database can take: within ``bounds``, the range of the
+    column it is stored in or compared with (:data:`search._checks.INT32` for an ``Integer``
+    column), and at least ``minimum`` if given.
+
+    Out of range, click refuses it as it refuses a word, in one line with status 2, before
+    anything touches the database. The help reads as click's own types': ``INTEGER`` and no
+    range, or with ``minimum`` ``INTEGER RANGE`` and ``[x>=MINIMUM]``; the column's bounds show
+    only in a refusal.
+
+    Example:
+        >>> Integer().convert("7", None, None)
+        7
+        >>> Integer().convert("99999999999999999999", None, None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        click.exceptions.BadParameter: 99999999999999999999 is not in the range -2147483648<=x...
+    """
+
+    def __init__(self, bounds: Bounds = INT32, *, minimum: int | None = None) -> None:
+        self.lo = bounds.lo if minimum is None else max(minimum, bounds.lo)
+        self.hi = bounds.hi
+        self.minimum = minimum
+        super().__init__(min=self.lo, max=self.hi)
+        self.name = "integer" if minimum is None else "integer range"
+
+    def _describe_range(self) -> str:
+        # click asks this for the help's ``[...]`` (an empty answer shows none) and for its
+        # refusal, which convert words itself, with both bounds
+        return "" if self.minimum is None else f"x>={self.minimum}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        number: int = click.INT.convert(value, param, ctx)
+        if not self.lo <= number <= self.hi:
+            self.fail(f"{number} is not in the range {self.lo}<=x<={self.hi}.", param, ctx)
+        return number
 
 
 db_option = click.option(

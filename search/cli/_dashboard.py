@@ -121,7 +121,7 @@ def dashboard(db: str | None, port: int, host: str) -> None:
     # Refuse a missing, out-of-date (status 2) or unreachable (status 1, as every command)
     # database here: a dashboard started on it would only show the same error in the browser.
     with database(db) as url:
-        Store.open(url).close()
+        Store.open(url, read_only=True).close()
     click.echo(
         f"dashboard on http://{host}:{port} for {display_url(url)} (Ctrl-C stops it)", err=True
     )

@@ -40,7 +40,7 @@ def db_current_cmd(db: str | None, as_json: bool) -> None:
         current = None
         # asking a missing SQLite file would create it
         if not missing_sqlite_file(url):
-            with Store.open(url, check=False) as store:
+            with Store.open(url, read_only=True, check=False) as store:
                 current = current_revision(store.engine)
         head = head_revision()
     if as_json:

@@ -146,7 +146,8 @@ job_options = stack(
 
 
 def space_from_flags(*, config_path: str | None, **flags: Any) -> SpaceConfig:
-    """Merge the space TOML (if any) with the space flags into a validated space.
+    """Merge the space TOML (if any) with the space flags into a validated space, within the
+    bounds ``submit`` holds a job's space to (:meth:`SpaceConfig.check_bounds`).
 
     Raises:
         ValueError: a bad flag, file or value, in one line.
@@ -157,7 +158,9 @@ def space_from_flags(*, config_path: str | None, **flags: Any) -> SpaceConfig:
         1296
     """
     data: dict[str, Any] = load_toml(config_path, table="space") if config_path else {}
-    return SpaceConfig.from_mapping(space_mapping_from_flags(data, **flags))
+    space = SpaceConfig.from_mapping(space_mapping_from_flags(data, **flags))
+    space.check_bounds()
+    return space
 
 
 def job_config_from_flags(*, config_path: str | None, **flags: Any) -> JobConfig:

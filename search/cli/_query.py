@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import click
 
+from search._checks import INT64
 from search.analysis import describe_effect, importances, paired_effects, stage_analysis
 from search.artifacts import EXPORT_FORMATS, ExportFormat, weights_path
 from search.cli._common import (
+    Integer,
     bad_input,
     candidate_columns,
     cell,
@@ -28,8 +30,9 @@ from search.cli._common import (
     warn,
 )
 from search.objectives import OBJECTIVES
-from search.query import load_candidates, load_front, to_records
+from search.query import load_candidates, load_front, parse_sort, parse_where, to_records
 from search.store import JobInfo, Store, database_errors, optuna_storage
+from search.vocabulary import FINAL_STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,8 +79,16 @@ def _emit_rows(
         print_candidates(frame, job, with_state=with_state)
 
 
+def _none_complete(job: JobInfo) -> str:
+    """What a report says of a job with no complete candidate: "yet" only while it can still
+    produce some."""
+    if job.status in FINAL_STATUSES:
+        return f"job {job.id} has ended ({job.status}) with no complete candidates"
+    return f"job {job.id} has no complete candidates yet"
+
+
 @click.command()
-@click.argument("job_id", metavar="JOB", type=int)
+@click.argument("job_id", metavar="JOB", type=Integer())
 @click.option(
     "--objectives",
     metavar="A,B",
@@ -92,13 +103,11 @@ def pareto(job_id: int, objectives: str | None, fmt: Format, db: str | None) -> 
         names = [o.strip() for o in objectives.split(",") if o.strip()]
         if not names:
             fail(f"--objectives {objectives!r}: name at least one objective")
-    with database(db) as url, Store.open(url) as store:
+    with database(db) as url, Store.open(url, read_only=True) as store:
         job = store.get_job(job_id)
         with bad_input():
             front = load_front(store, job_id, names)
-    _emit_rows(
-        front.rows, fmt, job, with_state=False, empty=f"job {job_id} has no complete candidates yet"
-    )
+    _emit_rows(front.rows, fmt, job, with_state=False, empty=_none_complete(job))
     if fmt == "table" and not front.rows.empty:
         click.echo(
             f"{len(front.rows)} of {front.complete} complete candidates on the front "
@@ -107,7 +116,7 @@ def pareto(job_id: int, objectives: str | None, fmt: Format, db: str | None) -> 
 
 
 @click.command()
-@click.argument("job_id", metavar="JOB", type=int)
+@click.argument("job_id", metavar="JOB", type=Integer())
 @click.option(
     "--where",
     "where",
@@ -118,7 +127,8 @@ def pareto(job_id: int, objectives: str | None, fmt: Format, db: str | None) -> 
     "test_acc, flops, params, latency_ms, train_s, ...",
 )
 @click.option("--sort", metavar="KEY", help="Sort by KEY, or -KEY descending (default trial).")
-@click.option("--limit", type=click.IntRange(min=0), help="At most N rows.")
+# LIMIT takes a 64-bit integer on both databases
+@click.option("--limit", type=Integer(INT64, minimum=0), help="At most N rows.")
 @_format_option()
 @db_option
 def trials(
@@ -130,20 +140,25 @@ def trials(
     db: str | None,
 ) -> None:
     """List the job's candidates, filtered and sorted in the database."""
-    with database(db) as url, Store.open(url) as store:
+    with bad_input():
+        # the grammar and the numbers' ranges before the database; the stages after (the job's)
+        conditions = [parse_where(expr) for expr in where]
+        if sort is not None:
+            parse_sort(sort)
+    with database(db) as url, Store.open(url, read_only=True) as store:
         job = store.get_job(job_id)
         with bad_input():
-            frame = load_candidates(store, job_id, where=where, sort=sort, limit=limit)
+            frame = load_candidates(store, job_id, where=conditions, sort=sort, limit=limit)
     _emit_rows(frame, fmt, job, with_state=True, empty="no candidates match")
 
 
 @click.command()
-@click.argument("job_id", metavar="JOB", type=int)
+@click.argument("job_id", metavar="JOB", type=Integer())
 @_format_option(ANALYZE_FORMATS)
 @db_option
 def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
     """The per-stage answer: each stage choice's accuracy, front share, cost and paired effect."""
-    with database(db) as url, Store.open(url) as store:
+    with database(db) as url, Store.open(url, read_only=True) as store:
         job = store.get_job(job_id)
         objectives = job.config.objectives
         front = load_front(store, job_id)
@@ -165,7 +180,7 @@ def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
                 }
             )
         else:
-            click.echo(f"job {job_id} has no complete candidates yet")
+            click.echo(_none_complete(job))
         return
     analysis_objectives = objectives if len(objectives) > 1 else ("val_acc", "flops")
     stages = stage_analysis(frame, objectives=analysis_objectives)
@@ -225,8 +240,10 @@ def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
 
 
 @click.command()
-@click.argument("job_id", metavar="JOB", type=int)
-@click.option("--trial", "trial", type=int, required=True, help="The candidate's trial number.")
+@click.argument("job_id", metavar="JOB", type=Integer())
+@click.option(
+    "--trial", "trial", type=Integer(), required=True, help="The candidate's trial number."
+)
 @click.option(
     "--out",
     "out",
@@ -241,7 +258,7 @@ def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
     default="torchscript",
     show_default=True,
     help="torchscript (torch.jit.load), onnx, or state (state "
-    "dict + architecture, plus a sibling .json).",
+    "dict + architecture, plus a sibling .json and a README).",
 )
 @click.option(
     "--untrained",
@@ -283,7 +300,7 @@ def export(
             f"--out {str(out)!r}: the state file needs another suffix than .json "
             "(the architecture goes to the .json beside it)"
         )
-    with database(db) as url, Store.open(url) as store:
+    with database(db) as url, Store.open(url, read_only=True) as store:
         job = store.get_job(job_id)
         rows = load_candidates(store, job_id, trials=[trial])
     if rows.empty:
@@ -327,8 +344,9 @@ def export(
         )
     except WeightsMismatchError as exc:
         die(f"weights {weights_file} {exc}")
+    *rest, last = map(str, written)
     click.echo(
         f"trial {trial} of job {job_id} ({'untrained' if weights is None else 'trained'}) "
-        f"written to {' and '.join(map(str, written))}",
+        f"written to {', '.join(rest) + ' and ' if rest else ''}{last}",
         err=True,
     )

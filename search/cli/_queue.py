@@ -9,6 +9,7 @@ import click
 
 from search.cli._common import (
     TIME_FORMAT,
+    Integer,
     bad_input,
     count,
     database,
@@ -62,7 +63,7 @@ def submit(db: str | None, as_json: bool, **flags: Any) -> None:
 @json_option
 def jobs(status: JobStatus | None, db: str | None, as_json: bool) -> None:
     """List the queue, oldest first."""
-    with database(db) as url, Store.open(url) as store:
+    with database(db) as url, Store.open(url, read_only=True) as store:
         found = store.list_jobs(status)
     if as_json:
         emit_json([{k: v for k, v in job.to_dict().items() if k != "config"} for job in found])
@@ -88,12 +89,12 @@ def jobs(status: JobStatus | None, db: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("job_id", metavar="JOB", type=int)
+@click.argument("job_id", metavar="JOB", type=Integer())
 @db_option
 @json_option
 def status(job_id: int, db: str | None, as_json: bool) -> None:
     """Show one job: status, progress, attempts, lease and last error."""
-    with database(db) as url, Store.open(url) as store:
+    with database(db) as url, Store.open(url, read_only=True) as store:
         job = store.get_job(job_id)
         front = load_front(store, job_id)
     if as_json:
@@ -127,7 +128,7 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("job_id", metavar="JOB", type=int)
+@click.argument("job_id", metavar="JOB", type=Integer())
 @db_option
 @json_option
 def cancel(job_id: int, db: str | None, as_json: bool) -> None:

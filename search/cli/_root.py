@@ -14,6 +14,7 @@ from search.cli._query import analyze, export, pareto, trials
 from search.cli._queue import cancel, jobs, status, submit
 from search.cli._space import arch, space
 from search.cli._work import run, worker
+from search.cli._workers import workers
 
 __all__ = ["cli", "main"]
 
@@ -33,6 +34,7 @@ for command in (
     jobs,
     status,
     cancel,
+    workers,
     worker,
     run,
     data,

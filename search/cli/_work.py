@@ -7,6 +7,7 @@ that a command starts without what it does not use.
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from search.cli._common import (
 )
 from search.cli._flags import job_config_from_flags, job_options, space_options
 from search.query import load_front, to_records
-from search.store import Store, display_url
+from search.store import DEFAULT_LEASE_S, Store, display_url
 
 __all__ = ["RUN_DEFAULTS", "run", "worker"]
 
@@ -44,7 +45,7 @@ _worker_options = stack(
     click.option(
         "--lease-s",
         type=click.FloatRange(min=1),
-        default=60.0,
+        default=DEFAULT_LEASE_S,
         show_default=True,
         help="Lease length: another worker takes the job over this long after "
         "this one stops heartbeating.",
@@ -83,6 +84,10 @@ def worker(
         fail(f"--gpus-per-trial {gpus_per_trial} must not be negative")
     with database(db) as url:
         Store.open(url).close()  # refuse a missing or out-of-date schema before starting Ray
+        # a worker's log usually goes to a file: each line as it happens, not at exit
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(line_buffering=True)
         _quiet_libraries()
         from workers.daemon import Worker
 
@@ -145,7 +150,7 @@ def run(
             Worker(url, lease_s=lease_s, on_progress=advance).run(
                 job_id=job.id, ray_address=ray_address
             )
-        with Store.open(url) as store:
+        with Store.open(url, read_only=True) as store:
             job = store.get_job(job.id)
             front = load_front(store, job.id).rows
     if as_json:

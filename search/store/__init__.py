@@ -36,7 +36,7 @@ from search.store._errors import (
     database_errors,
 )
 from search.store._query import epochs_frame
-from search.store._retry import db_errors, retrying
+from search.store._retry import OUTAGE, RETRY_S, db_error_line, db_errors, retrying
 from search.store._schema import (
     check_schema,
     current_revision,
@@ -44,12 +44,16 @@ from search.store._schema import (
     head_revision,
     upgrade,
 )
-from search.store._store import Store, new_worker_id
+from search.store._store import DEFAULT_LEASE_S, WORKER_RETENTION, Store, new_worker_id
 from search.store._types import CandidateInfo, Heartbeat, JobInfo, WorkerInfo
 
 __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_DB_URL",
+    "DEFAULT_LEASE_S",
+    "OUTAGE",
+    "RETRY_S",
+    "WORKER_RETENTION",
     "CandidateInfo",
     "DatabaseError",
     "DatabaseUnavailableError",
@@ -65,6 +69,7 @@ __all__ = [
     "check_schema",
     "current_revision",
     "database_errors",
+    "db_error_line",
     "db_errors",
     "display_url",
     "downgrade",

@@ -6,6 +6,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
@@ -13,10 +14,11 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from sqlite3 import Connection as SQLiteConnection
 
     from optuna.storages import RDBStorage
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, Dialect
     from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = [
@@ -37,6 +39,17 @@ DB_ENV_VAR = "POOLSTRIDE_DB"
 BUSY_TIMEOUT_S = 30.0
 
 _IMMEDIATE = "poolstride_sqlite_immediate"
+# What SQLite connections set. Only a writer's set the journal mode: that is a property of the
+# file, which a reader must leave as it found it (and foreign keys only matter to writes).
+_SQLITE_READ_PRAGMAS = (f"busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}",)
+_SQLITE_WRITE_PRAGMAS = (
+    *_SQLITE_READ_PRAGMAS,
+    "journal_mode = WAL",
+    "synchronous = NORMAL",  # durable enough under WAL, and faster
+    "foreign_keys = ON",
+)
+# libpq's startup options apply before any statement, pooled reconnects included.
+_PG_READ_ONLY = "-c default_transaction_read_only=on"
 
 
 def resolve_db_url(cli_value: str | None) -> str:
@@ -55,11 +68,16 @@ def normalize_url(url: str) -> str:
     """Validate ``url`` and make PostgreSQL URLs use psycopg 3.
 
     Raises:
-        ValueError: the URL does not parse, or names a database other than SQLite/PostgreSQL.
+        ValueError: the URL does not parse, names a database other than SQLite/PostgreSQL, or
+            is a SQLite URL with a host, port or user (``sqlite://tmp/x.db``: SQLite would
+            open ``x.db`` here); the message says what to write instead.
 
     Example:
         >>> normalize_url("postgresql://u@localhost/db")
         'postgresql+psycopg://u@localhost/db'
+        >>> normalize_url("sqlite://tmp/x.db")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: database URL 'sqlite://tmp/x.db' names host 'tmp', ...: write sqlite:///tmp/x.db...
     """
     parsed = _parse(url)
     backend = parsed.get_backend_name()
@@ -68,6 +86,7 @@ def normalize_url(url: str) -> str:
             parsed = parsed.set(drivername="postgresql+psycopg")
         return parsed.render_as_string(hide_password=False)
     if backend == "sqlite":
+        _refuse_sqlite_authority(url, parsed)
         return url
     raise ValueError(
         f"database URL {display_url(url)!r}: only sqlite:/// and postgresql:// are supported"
@@ -87,7 +106,7 @@ def display_url(url: str | URL) -> str:
         return "<unparsable URL>"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
     """An engine for poolstride's tables (and the schema tools) on ``url``.
 
     SQLite: WAL, a 30 s busy timeout and foreign keys on every connection; SQLAlchemy (not the
@@ -95,18 +114,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     ``BEGIN IMMEDIATE`` (see :func:`write_engine`). PostgreSQL: psycopg 3. Both check a pooled
     connection before handing it out, since trainings leave connections idle for long.
 
+    ``read_only``: every write fails and opening changes nothing. SQLite opens the file with
+    ``mode=ro`` (no switch to WAL, no file created where none is); PostgreSQL runs every
+    transaction read-only (``default_transaction_read_only``). ``engine.url`` stays ``url``.
+
     Example:
-        >>> engine = make_engine("sqlite://")
-        >>> engine.dialect.name
-        'sqlite'
+        >>> engine = make_engine("sqlite://", read_only=True)
+        >>> with engine.connect() as conn:
+        ...     conn.exec_driver_sql("CREATE TABLE t (x)")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        sqlalchemy.exc.OperationalError: ...attempt to write a readonly database...
     """
     url = normalize_url(url)
     options: dict[str, Any] = {"pool_pre_ping": True, **kwargs}
+    connect_args: dict[str, Any] = options.setdefault("connect_args", {})
     if _parse(url).get_backend_name() != "sqlite":
+        if read_only:  # added to the URL's own ?options=, which connect_args would replace
+            own = _parse(url).query.get("options", ())
+            connect_args["options"] = " ".join(
+                [*([own] if isinstance(own, str) else own), _PG_READ_ONLY]
+            )
         return create_engine(url, **options)
-    options.setdefault("connect_args", {}).setdefault("timeout", BUSY_TIMEOUT_S)
+    connect_args.setdefault("timeout", BUSY_TIMEOUT_S)
     engine = create_engine(url, **options)
-    event.listen(engine, "connect", _sqlite_connect)
+    if read_only:
+        event.listen(engine, "do_connect", _sqlite_read_only)
+    pragmas = _SQLITE_READ_PRAGMAS if read_only else _SQLITE_WRITE_PRAGMAS
+    event.listen(engine, "connect", _sqlite_connect(pragmas))
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
@@ -179,15 +213,48 @@ def _parse(url: str) -> URL:
         ) from None
 
 
-def _sqlite_connect(dbapi_connection: SQLiteConnection, _record: ConnectionPoolEntry) -> None:
-    # Hand transaction control to SQLAlchemy (see _sqlite_begin).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, and faster
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.close()
+def _refuse_sqlite_authority(url: str, parsed: URL) -> None:
+    parts = [
+        f"{name} {value!r}"
+        for name, value in (
+            ("user", parsed.username),
+            ("host", parsed.host),
+            ("port", parsed.port),
+        )
+        if value
+    ]
+    if not parts:
+        return
+    named = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
+    # The likeliest intent: the "host" is the path's first folder.
+    path = "/".join(p for p in (parsed.host, parsed.database) if p) or "poolstride.db"
+    raise ValueError(
+        f"database URL {display_url(url)!r} names {named}, which SQLite URLs do not take: "
+        f"write sqlite:///{path} (a path relative to the current folder) or "
+        f"sqlite:////{path} (an absolute path)"
+    )
+
+
+def _sqlite_read_only(
+    _dialect: Dialect, _record: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]
+) -> None:
+    # The dialect's own arguments, with the file as a URI in mode=ro: SQLite then refuses every
+    # write and creates nothing (no journal, no -wal or -shm beside a rollback-journal file).
+    name = cargs[0] if cparams.get("uri") else "file:" + quote(cargs[0], safe="/:")
+    cargs[0] = f"{name}{'&' if '?' in name else '?'}mode=ro"
+    cparams["uri"] = True
+
+
+def _sqlite_connect(
+    pragmas: tuple[str, ...],
+) -> Callable[[SQLiteConnection, ConnectionPoolEntry], None]:
+    def connect(dbapi_connection: SQLiteConnection, _record: ConnectionPoolEntry) -> None:
+        # Hand transaction control to SQLAlchemy (see _sqlite_begin).
+        dbapi_connection.isolation_level = None
+        for pragma in pragmas:
+            dbapi_connection.execute(f"PRAGMA {pragma}")
+
+    return connect
 
 
 def _sqlite_begin(conn: Connection) -> None:

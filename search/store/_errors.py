@@ -7,6 +7,7 @@ other), so a caller handles :class:`StoreError` and never SQLAlchemy's exception
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +25,7 @@ __all__ = [
     "SchemaError",
     "StoreError",
     "database_errors",
+    "first_line",
 ]
 
 
@@ -55,6 +57,9 @@ class DatabaseUnavailableError(DatabaseError):
     """The database could not be reached or dropped the connection (worth retrying)."""
 
 
+_SQLITE_READONLY = 8  # sqlite3.SQLITE_READONLY, a module constant only from Python 3.11
+
+
 @contextmanager
 def database_errors(url: str | URL) -> Iterator[None]:
     """Raise a SQLAlchemy error from the block (directly, or as the cause of Optuna's storage
@@ -62,7 +67,8 @@ def database_errors(url: str | URL) -> Iterator[None]:
 
     The message is one line, ``database <url>: <the driver's first line>``, with any password
     masked; connection-level errors (``OperationalError``, ``InterfaceError``) become
-    :class:`DatabaseUnavailableError`. Other exceptions pass through unchanged.
+    :class:`DatabaseUnavailableError`, except SQLite's refusal to write a read-only database
+    (no outage: retrying cannot help). Other exceptions pass through unchanged.
 
     Example:
         >>> with database_errors("sqlite:///x.db"):
@@ -79,12 +85,30 @@ def database_errors(url: str | URL) -> Iterator[None]:
         exc = raised if isinstance(raised, sa_exc.SQLAlchemyError) else raised.__cause__
         if not isinstance(exc, sa_exc.SQLAlchemyError):
             raise
-        unavailable = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+        unavailable = isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        ) and not _sqlite_read_only(exc.orig)
         kind = DatabaseUnavailableError if unavailable else DatabaseError
-        raise kind(f"database {display_url(url)}: {_first_line(exc)}") from exc
+        raise kind(f"database {display_url(url)}: {first_line(exc)}") from exc
 
 
-def _first_line(exc: sa_exc.SQLAlchemyError) -> str:
-    # The driver's own message, without SQLAlchemy's statement and "Background on this error".
+def _sqlite_read_only(driver_error: BaseException | None) -> bool:
+    # SQLITE_READONLY and its extended codes (whose low byte is the primary code); Python 3.10's
+    # sqlite3 has neither the constant nor the code, only the message
+    if not isinstance(driver_error, sqlite3.Error):
+        return False
+    code: int | None = getattr(driver_error, "sqlite_errorcode", None)
+    if code is None:
+        return "readonly database" in str(driver_error)
+    return code & 0xFF == _SQLITE_READONLY
+
+
+def first_line(exc: sa_exc.SQLAlchemyError) -> str:
+    """The driver's own message, without SQLAlchemy's statement and "Background on this error".
+
+    Example:
+        >>> first_line(sa_exc.OperationalError("SELECT 1", {}, Exception("gone\\nmore")))
+        'gone'
+    """
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

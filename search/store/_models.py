@@ -21,13 +21,15 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from search._checks import INT32, INT64, Bounds
 from search.vocabulary import (
     CANDIDATE_STATES,
     JOB_STATUSES,
@@ -44,7 +46,10 @@ __all__ = [
     "Job",
     "Stage",
     "Worker",
+    "column_bounds",
 ]
+
+INT16 = Bounds(-(2**15), 2**15 - 1)
 
 TABLE_PREFIX = "ps_"
 
@@ -55,6 +60,23 @@ _NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def column_bounds(type_: TypeEngine[object]) -> Bounds | None:
+    """The integers a column of SQLAlchemy type ``type_`` holds on every backend poolstride
+    supports; ``None`` for a column that is not an integer.
+
+    Example:
+        >>> column_bounds(Integer()) == INT32, column_bounds(BigInteger()) == INT64
+        (True, True)
+        >>> column_bounds(Float()) is None
+        True
+    """
+    if isinstance(type_, BigInteger):
+        return INT64
+    if isinstance(type_, SmallInteger):
+        return INT16
+    return INT32 if isinstance(type_, Integer) else None
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -134,6 +156,9 @@ class Worker(Base):
     )
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime)
+    # the lease the worker runs with: a heartbeat older than this means the worker is lost
+    # (NULL on rows from before migration 0003)
+    lease_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class Candidate(Base):

@@ -16,15 +16,18 @@ several filters mean AND. Keys are
   ``latency_ms``, ``train_s``, ``epochs_done``.
 
 Filters are parsed into :class:`Condition` objects whose values are checked against the key
-(a number for numeric keys, one of the allowed words for ``state``, ``downsample`` and
-``skip``) and then become bound parameters of a SQLAlchemy expression: no user text is ever
-pasted into SQL. Sorting and ``limit`` run in the database too, so ``--limit 50`` loads 50 rows.
+(a number for numeric keys, within the column's range for integer ones, one of the allowed
+words for ``state``, ``downsample`` and ``skip``) and then become bound parameters of a
+SQLAlchemy expression: no user text is ever pasted into SQL. Every refusal starts with the
+``--where '…'`` (or ``--sort '…'``) it refers to. Sorting and ``limit`` run in the database
+too, so ``--limit 50`` loads 50 rows.
 
 Nothing here renders; the CLI and the dashboard format the DataFrames.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Collection, Iterable, Sequence
@@ -33,9 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, Executable, Select, and_, exists, func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from search.store._models import Base, Candidate, Epoch, Stage
+from search.store._models import Base, Candidate, Epoch, Stage, column_bounds
 from search.vocabulary import (
     CANDIDATE_STATES,
     DOWNSAMPLES,
@@ -88,6 +91,7 @@ _WORDS: dict[str, tuple[str, ...]] = {
 
 _GRAMMAR = "KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N"
 _EXPR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(!=|<=|>=|=|<|>)\s*(\S(?:.*\S)?)\s*")
+_INTEGER = re.compile(r"[+-]?\d+")
 _STAGE_KEY = re.compile(r"s([1-9][0-9]*)\.(\w+)")
 # the metrics that are NULL until measured (a failed candidate has no val_acc)
 _NULLABLE_METRICS = tuple(m for m in METRICS if _CANDIDATE_COLUMNS[m].nullable)
@@ -100,11 +104,15 @@ class Condition:
     """One parsed filter: ``key op value``, with ``value`` already typed for ``key``.
 
     ``stage`` is the stage number for stage keys (``s2.kernel`` → 2, ``field`` ``"kernel"``)
-    and ``None`` for candidate keys (``field`` is then the key itself).
+    and ``None`` for candidate keys (``field`` is then the key itself). ``expr`` is the text it
+    was parsed from, which a refusal quotes (by default ``key``, ``op`` and ``value`` run
+    together); it takes no part in comparisons.
 
     Example:
         >>> parse_where("s2.kernel>=5")
         Condition(key='s2.kernel', op='>=', value=5, stage=2, field='kernel')
+        >>> Condition("trial", "<", 3, None, "trial").expr
+        'trial<3'
     """
 
     key: str
@@ -112,14 +120,21 @@ class Condition:
     value: str | int | float
     stage: int | None
     field: str
+    expr: str = dataclasses.field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.expr:
+            object.__setattr__(self, "expr", f"{self.key}{self.op}{self.value}")
 
 
 def parse_where(expr: str) -> Condition:
     """Parse one ``--where`` expression into a :class:`Condition`.
 
     Raises:
-        ValueError: one line saying what was expected: the grammar, the known keys, a number
-            for a numeric key, or the allowed words for ``state``, ``downsample`` and ``skip``.
+        ValueError: one line, starting with ``--where '…'``, saying what was expected: the
+            grammar, the known keys, a number for a numeric key (within the range of its
+            column for an integer key), or the allowed words for ``state``, ``downsample`` and
+            ``skip``.
 
     Example:
         >>> parse_where("s1.downsample=max").value
@@ -141,8 +156,8 @@ def parse_where(expr: str) -> Condition:
             raise ValueError(f"--where {expr!r}: {key} is one of {', '.join(words)}")
         value = raw
     else:
-        value = _number(raw, key, expr)
-    return Condition(key, op, value, stage, field)  # type: ignore[arg-type]
+        value = _number(raw, key, expr, _column(stage, field))
+    return Condition(key, op, value, stage, field, expr)  # type: ignore[arg-type]
 
 
 def parse_sort(key: str) -> tuple[str, bool]:
@@ -221,12 +236,10 @@ def load_candidates(
     """
     import pandas as pd  # frames only here: keeps `import search.query` cheap for the CLI
 
-    n_stages = len(store.get_job(job_id).config.space.stages)
-    conditions = [c if isinstance(c, Condition) else parse_where(c) for c in where]
-    for c in conditions:
-        _check_stage(c.stage, n_stages, c.key)
+    conditions = _conditions(where)
     if limit is not None and limit < 0:
         raise ValueError(f"--limit {limit} must not be negative")
+    n_stages = _stages_of(store, job_id, conditions)
     wanted = _wanted_columns(columns, n_stages)
 
     cand_cols = [k for k in wanted if k in CANDIDATE_KEYS or k in _EXTRA_COLUMNS]
@@ -293,10 +306,8 @@ def count_candidates(store: Store, job_id: int, *, where: Iterable[str | Conditi
         >>> count_candidates(store, 1, where=["s2.downsample=max"])  # doctest: +SKIP
         4
     """
-    n_stages = len(store.get_job(job_id).config.space.stages)
-    conditions = [c if isinstance(c, Condition) else parse_where(c) for c in where]
-    for c in conditions:
-        _check_stage(c.stage, n_stages, c.key)
+    conditions = _conditions(where)
+    _stages_of(store, job_id, conditions)
     query = (
         select(func.count())
         .select_from(Candidate)
@@ -384,19 +395,52 @@ def _split_key(key: str, expr: str, *, what: str = "--where") -> tuple[int | Non
     )
 
 
-def _number(raw: str, key: str, expr: str) -> int | float:
+def _number(raw: str, key: str, expr: str, column: InstrumentedAttribute[Any]) -> int | float:
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
         raise ValueError(f"--where {expr!r}: {key} needs a number, got {raw!r}")
-    return int(value) if value.is_integer() and re.fullmatch(r"[+-]?\d+", raw) else value
+    bounds = column_bounds(column.type)
+    if bounds is None:
+        # a float column: an integer beyond 64 bits would not bind on SQLite
+        return value
+    number = int(raw) if _INTEGER.fullmatch(raw) else value
+    if not bounds.lo <= number <= bounds.hi:
+        # no row can hold it, and past 64 bits SQLite cannot even bind it where PostgreSQL
+        # answers: refused alike on both
+        raise ValueError(
+            f"--where {expr!r}: {raw} is beyond the range of {key} ({bounds.lo} to {bounds.hi})"
+        )
+    return number
 
 
-def _check_stage(stage: int | None, n_stages: int, key: str) -> None:
+def _column(stage: int | None, field: str) -> InstrumentedAttribute[Any]:
+    """The column a (parsed) filter or sort key reads: a candidate column, or one of
+    ``ps_stages``'."""
+    column: InstrumentedAttribute[Any] = (
+        getattr(Candidate, CANDIDATE_KEYS[field]) if stage is None else getattr(Stage, field)
+    )
+    return column
+
+
+def _conditions(where: Iterable[str | Condition]) -> list[Condition]:
+    return [c if isinstance(c, Condition) else parse_where(c) for c in where]
+
+
+def _stages_of(store: Store, job_id: int, conditions: Iterable[Condition]) -> int:
+    """The job's stage count (``JobNotFoundError`` if there is no such job), once every
+    condition's stage is checked against it."""
+    n_stages = len(store.get_job(job_id).config.space.stages)
+    for c in conditions:
+        _check_stage(c.stage, n_stages, f"--where {c.expr!r}")
+    return n_stages
+
+
+def _check_stage(stage: int | None, n_stages: int, what: str) -> None:
     if stage is not None and stage > n_stages:
-        raise ValueError(f"{key}: the job has {n_stages} stage{'s' * (n_stages != 1)}")
+        raise ValueError(f"{what}: the job has {n_stages} stage{'s' * (n_stages != 1)}")
 
 
 def _column_of(key: str) -> str:
@@ -419,13 +463,14 @@ def _compare(column: Any, op: Operator, value: object) -> ColumnElement[bool]:
 
 
 def _clause(c: Condition) -> ColumnElement[bool]:
+    column = _column(c.stage, c.field)
     if c.stage is None:
-        return _compare(getattr(Candidate, CANDIDATE_KEYS[c.key]), c.op, c.value)
+        return _compare(column, c.op, c.value)
     # EXISTS on the (candidate_id, stage) primary key: one index probe per candidate
     return exists().where(
         Stage.candidate_id == Candidate.id,
         Stage.stage == c.stage,
-        _compare(getattr(Stage, c.field), c.op, c.value),
+        _compare(column, c.op, c.value),
     )
 
 
@@ -434,9 +479,10 @@ def _order(sort: str | None, n_stages: int) -> list[Any]:
         return [Candidate.trial_number]
     key, descending = parse_sort(sort)
     stage, field = _split_key(key, sort, what="--sort")
-    _check_stage(stage, n_stages, key)
+    _check_stage(stage, n_stages, f"--sort {sort!r}")
+    column: Any
     if stage is None:
-        column: Any = getattr(Candidate, CANDIDATE_KEYS[key])
+        column = _column(stage, field)
     else:
         alias = aliased(Stage)
         column = (

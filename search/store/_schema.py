@@ -5,7 +5,8 @@ data, as Optuna ships its own), so an installed poolstride upgrades a database w
 source tree; ``alembic.ini`` at the repository root points the ``alembic`` command there. They
 record their revision in ``ps_alembic_version``: Optuna's storage owns ``alembic_version`` and
 refuses a database whose revision there it does not know. Autogenerate only sees tables named
-``ps_*``.
+``ps_*``. :func:`check_schema` holds both revisions to what this install's poolstride and
+Optuna expect, as Optuna's own storage does with its revision.
 """
 
 from __future__ import annotations
@@ -15,19 +16,27 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+import optuna
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from search.store._engine import display_url, make_engine, optuna_storage, write_engine
+from search.store._engine import (
+    display_url,
+    make_engine,
+    missing_sqlite_file,
+    optuna_storage,
+    write_engine,
+)
 from search.store._errors import SchemaError, database_errors
 from search.store._models import TABLE_PREFIX
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -44,6 +53,35 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "ps_alembic_version"
 UPGRADE_HINT = "run `poolstride db upgrade`"
+# Where Optuna's storage keeps its revision and its migrations (optuna/storages/_rdb/storage.py).
+OPTUNA_VERSION_TABLE = "alembic_version"
+OPTUNA_MIGRATIONS_DIR = Path(optuna.__file__).resolve().parent / "storages" / "_rdb" / "alembic"
+
+
+class _History(NamedTuple):
+    """One line of migrations that a database's revision is held to."""
+
+    software: str  # what to upgrade when the database is newer
+    schema: str  # what the messages call it
+    version_table: str
+    head: str
+    known: frozenset[str]
+
+    def refuse(self, url: str | URL, current: str) -> None:
+        """Refuse ``current`` unless it is the head: unknown (the database is newer than this
+        software) or older (``poolstride db upgrade`` migrates it)."""
+        if current == self.head:
+            return
+        where = display_url(url)
+        if current not in self.known:
+            raise SchemaError(
+                f"database {where} has {self.schema} revision {current}, which this "
+                f"{self.software} does not know: upgrade {self.software}"
+            )
+        raise SchemaError(
+            f"database {where} {self.schema} is at revision {current}, {self.software} needs "
+            f"{self.head}: {UPGRADE_HINT}"
+        )
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
@@ -85,40 +123,44 @@ def current_revision(engine: Engine) -> str | None:
         DatabaseError: the database failed the read (:class:`DatabaseUnavailableError`: could
             not be reached).
     """
-    with database_errors(engine.url), engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+    return _revision(engine, VERSION_TABLE)
 
 
 def check_schema(engine: Engine) -> None:
-    """Refuse a database whose poolstride schema is missing or not at :func:`head_revision`.
+    """Refuse a database whose poolstride schema is missing or not at :func:`head_revision`,
+    or whose Optuna schema is not the one this Optuna uses.
+
+    A database without Optuna's tables passes: Optuna's storage creates them on first use.
 
     Raises:
-        SchemaError: one line that names ``poolstride db upgrade`` (or says poolstride is older
-            than the database).
+        SchemaError: one line that names ``poolstride db upgrade`` (or says poolstride, or
+            Optuna, is older than the database).
         DatabaseError: the database failed the read (see :func:`current_revision`).
+
+    Example:
+        >>> try:
+        ...     check_schema(make_engine("sqlite://"))
+        ... except SchemaError as refused:
+        ...     print(refused)
+        database sqlite:// has no poolstride schema: run `poolstride db upgrade`
     """
-    current, head = current_revision(engine), head_revision()
-    if current == head:
-        return
-    where = display_url(engine.url)
+    current = current_revision(engine)
     if current is None:
-        raise SchemaError(f"database {where} has no poolstride schema: {UPGRADE_HINT}")
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current not in known:
         raise SchemaError(
-            f"database {where} has schema revision {current}, which this "
-            "poolstride does not know: upgrade poolstride"
+            f"database {display_url(engine.url)} has no poolstride schema: {UPGRADE_HINT}"
         )
-    raise SchemaError(
-        f"database {where} schema is at revision {current}, poolstride needs {head}: {UPGRADE_HINT}"
-    )
+    _poolstride_history().refuse(engine.url, current)
+    optuna_current = _revision(engine, OPTUNA_VERSION_TABLE)
+    if optuna_current is not None:
+        _optuna_history().refuse(engine.url, optuna_current)
 
 
 def upgrade(url: str, revision: str = "head") -> str:
     """Create or upgrade Optuna's tables and poolstride's; return poolstride's new revision.
 
     Raises:
+        SchemaError: the database has a poolstride or Optuna revision that this install does
+            not know (a newer poolstride or Optuna made it); nothing is changed.
         DatabaseError: the database failed (:class:`DatabaseUnavailableError`: could not be
             reached).
 
@@ -127,6 +169,7 @@ def upgrade(url: str, revision: str = "head") -> str:
         '0002'
     """
     with database_errors(url):
+        _refuse_unknown_revisions(url)
         _upgrade_optuna(url)
         engine = make_engine(url)
         try:
@@ -149,6 +192,45 @@ def downgrade(url: str, revision: str) -> str | None:
             return current_revision(engine)
         finally:
             engine.dispose()
+
+
+def _revision(engine: Engine, version_table: str) -> str | None:
+    with database_errors(engine.url), engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": version_table})
+        return context.get_current_revision()
+
+
+@functools.cache
+def _poolstride_history() -> _History:
+    script = ScriptDirectory.from_config(alembic_config())
+    known = frozenset(rev.revision for rev in script.walk_revisions())
+    return _History("poolstride", "schema", VERSION_TABLE, head_revision(), known)
+
+
+@functools.cache
+def _optuna_history() -> _History:
+    # Optuna's _VersionManager compares with the head of these same scripts.
+    script = ScriptDirectory(str(OPTUNA_MIGRATIONS_DIR))
+    head = script.get_current_head()
+    if head is None:
+        raise SchemaError(f"Optuna's migrations in {OPTUNA_MIGRATIONS_DIR} have no head")
+    known = frozenset(rev.revision for rev in script.walk_revisions())
+    return _History("Optuna", "Optuna schema", OPTUNA_VERSION_TABLE, head, known)
+
+
+def _refuse_unknown_revisions(url: str) -> None:
+    # Alembic cannot migrate from a revision it does not know (a traceback, after the other
+    # schema may have moved already): ask both first, read-only, so a refusal changes nothing.
+    if missing_sqlite_file(url):
+        return
+    engine = make_engine(url, read_only=True)
+    try:
+        for history in (_poolstride_history(), _optuna_history()):
+            current = _revision(engine, history.version_table)
+            if current is not None and current not in history.known:
+                history.refuse(engine.url, current)
+    finally:
+        engine.dispose()
 
 
 def _upgrade_optuna(url: str) -> None:

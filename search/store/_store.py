@@ -59,7 +59,10 @@ from search.vocabulary import (
     WorkerStatus,
 )
 
-__all__ = ["Store", "new_worker_id"]
+__all__ = ["DEFAULT_LEASE_S", "WORKER_RETENTION", "Store", "new_worker_id"]
+
+DEFAULT_LEASE_S = 60.0
+WORKER_RETENTION = timedelta(days=7)
 
 
 def new_worker_id() -> str:
@@ -82,33 +85,48 @@ class Store:
         True
     """
 
-    def __init__(self, db: str | Engine) -> None:
-        """Wrap an engine, or make one for a URL (see :func:`make_engine`); no schema check."""
-        self.engine = make_engine(db) if isinstance(db, str) else db
+    def __init__(self, db: str | Engine, *, read_only: bool = False) -> None:
+        """Wrap an engine, or make one for a URL (see :func:`make_engine`, which ``read_only``
+        goes to); no schema check."""
+        self.engine = make_engine(db, read_only=read_only) if isinstance(db, str) else db
         self._write_engine = write_engine(self.engine)
 
     @classmethod
-    def open(cls, url: str, *, create: bool = False, check: bool = True) -> Store:
+    def open(
+        cls, url: str, *, read_only: bool = False, create: bool = False, check: bool = True
+    ) -> Store:
         """Open the database at ``url`` and check its schema is current.
 
         Args:
             url: A SQLite or PostgreSQL URL (``postgresql://`` is served by psycopg 3).
+            read_only: Every write fails (:class:`DatabaseError`) and opening changes nothing:
+                a SQLite file is opened ``mode=ro`` and keeps its journal mode, PostgreSQL runs
+                every transaction read-only. For whatever only reads (the dashboard, queries).
             create: For a SQLite file that does not exist yet (or is empty), create the schema
                 first, as ``poolstride db upgrade`` would. Existing databases are never upgraded
                 implicitly.
-            check: Verify the schema revision (:class:`SchemaError` if out of date).
+            check: Verify the schema revisions, poolstride's and Optuna's
+                (:func:`check_schema`).
 
         Raises:
-            SchemaError: no SQLite file there (and no ``create``), or the schema is not current.
+            ValueError: ``read_only`` with ``create``.
+            SchemaError: no SQLite file there (and no ``create``), or a schema is not current.
             DatabaseUnavailableError: the database could not be reached.
+
+        Example:
+            >>> store = Store.open("sqlite:///poolstride.db", read_only=True)  # doctest: +SKIP
+            >>> [job.status for job in store.list_jobs()]  # doctest: +SKIP
+            ['succeeded']
         """
+        if read_only and create:
+            raise ValueError("Store.open: create writes the schema, read_only may not write")
         url = normalize_url(url)
         if missing_sqlite_file(url):
             if create:
                 upgrade(url)
             elif check:  # do not leave an empty file behind a read
                 raise SchemaError(f"database {display_url(url)} does not exist: {UPGRADE_HINT}")
-        store = cls(url)
+        store = cls(url, read_only=read_only)
         if check:
             try:
                 check_schema(store.engine)
@@ -240,10 +258,11 @@ class Store:
     ) -> JobInfo | None:
         """Take the next job: highest priority, then oldest; ``None`` if there is none.
 
-        A running job whose lease expired is claimable again (its worker died or hung); each
-        claim counts one attempt. An expired job that has used all its attempts becomes
-        ``failed`` instead, and one with a pending cancel becomes ``cancelled``. With
-        ``job_id``, only that job is considered (``poolstride run`` works its own job).
+        A running job whose lease expired is claimable again (its worker died or hung), unless
+        it has used all its attempts or has a cancel pending: :meth:`end_expired` ends those.
+        Each claim counts one attempt, and marks ``worker_id``'s row ``busy`` with the job; a
+        job ``worker_id`` already holds is returned as it is (a claim retried after its commit).
+        With ``job_id``, only that job is considered (``poolstride run`` works its own job).
 
         Example:
             >>> job = store.claim("host-1-ab12cd", lease_seconds=60)  # doctest: +SKIP
@@ -251,47 +270,106 @@ class Store:
         lease = _lease(lease_seconds)
         with self.session(write=True) as s:
             now = db_now(s)
+            # A worker runs one job at a time, so a job it already holds is one whose claim
+            # committed before the connection dropped: a retried claim takes it up again
+            # instead of holding two jobs and counting an attempt for nothing.
+            held = select(Job).where(Job.status == "running", Job.worker_id == worker_id)
+            if job_id is not None:
+                held = held.where(Job.id == job_id)
+            job = s.scalars(held.order_by(Job.id).limit(1).with_for_update()).first()
+            if job is not None:
+                job.lease_expires_at, job.updated_at = now + lease, now
+                _worker_row(s, worker_id, "busy", job.id, now)
+                return _info(job, _trials_done(s, job.id))
+            expired = and_(Job.status == "running", Job.lease_expires_at < now)
             claimable = or_(
-                Job.status == "queued", and_(Job.status == "running", Job.lease_expires_at < now)
+                Job.status == "queued",
+                and_(expired, ~Job.cancel_requested, Job.attempts < Job.max_attempts),
             )
             if job_id is not None:
                 claimable = and_(Job.id == job_id, claimable)
-            query = (
+            job = s.scalars(
                 select(Job)
                 .where(claimable)
                 .order_by(Job.priority.desc(), Job.created_at, Job.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
-            )
-            while (job := s.scalars(query).first()) is not None:
-                if job.status == "running":
-                    job.error = (
-                        f"worker {job.worker_id} lost its lease (expired "
-                        f"{_iso(job.lease_expires_at)}) on attempt {job.attempts}"
+            ).first()
+            if job is None:
+                return None
+            if job.status == "running":
+                job.error = _lease_lost(job)
+            job.status, job.worker_id = "running", worker_id
+            job.attempts += 1
+            job.lease_expires_at = now + lease
+            job.started_at = job.started_at or now
+            job.updated_at = now
+            _worker_row(s, worker_id, "busy", job.id, now)
+            s.flush()
+            return _info(job, _trials_done(s, job.id))
+
+    def end_expired(self) -> list[JobInfo]:
+        """End the running jobs whose worker is gone and that may not run again.
+
+        A job whose lease expired becomes ``cancelled`` if a cancel is pending, ``failed`` if
+        it has used all its attempts (its ``error`` says whose lease ran out); the rest wait for
+        :meth:`claim`. Returns the jobs it ended, whose studies the caller must close
+        (:func:`search.study.end_open_trials`): that takes Optuna's storage, outside this
+        transaction.
+
+        Example:
+            >>> [job.status for job in store.end_expired()]  # doctest: +SKIP
+            ['failed']
+        """
+        with self.session(write=True) as s:
+            now = db_now(s)
+            jobs = s.scalars(
+                select(Job)
+                .where(
+                    Job.status == "running",
+                    Job.lease_expires_at < now,
+                    or_(Job.cancel_requested, Job.attempts >= Job.max_attempts),
+                )
+                .order_by(Job.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for job in jobs:
+                job.error = _lease_lost(job)
+                job.status = "cancelled" if job.cancel_requested else "failed"
+                job.finished_at = job.updated_at = now
+                job.lease_expires_at = None
+            s.flush()
+            return [_info(job, _trials_done(s, job.id)) for job in jobs]
+
+    def ended_with_open_trials(self) -> list[JobInfo]:
+        """Ended jobs that still have a ``running`` candidate or a RUNNING Optuna trial.
+
+        What a worker that died between ending a job and closing its study left behind; a
+        worker closes them when it starts (:func:`search.study.end_open_trials`).
+        """
+        with self.session() as s:
+            ended = Job.status.in_(FINAL_STATUSES)
+            running_rows = select(Candidate.job_id).where(Candidate.state == "running")
+            ids = set(s.scalars(select(Job.id).where(ended, Job.id.in_(running_rows))))
+            if inspect(s.connection()).has_table("trials"):
+                ids.update(
+                    s.scalars(
+                        text(
+                            "SELECT j.id FROM ps_jobs j "
+                            "JOIN studies st ON st.study_name = j.study_name "
+                            "JOIN trials t ON t.study_id = st.study_id "
+                            "WHERE t.state = 'RUNNING' AND j.status IN "
+                            f"({', '.join(repr(v) for v in FINAL_STATUSES)})"
+                        )
                     )
-                    final: FinalStatus | None = (
-                        "cancelled"
-                        if job.cancel_requested
-                        else "failed"
-                        if job.attempts >= job.max_attempts
-                        else None
-                    )
-                    if final is not None:
-                        job.status, job.finished_at, job.updated_at = final, now, now
-                        job.lease_expires_at = None
-                        s.flush()
-                        continue
-                job.status, job.worker_id = "running", worker_id
-                job.attempts += 1
-                job.lease_expires_at = now + lease
-                job.started_at = job.started_at or now
-                job.updated_at = now
-                s.flush()
-                return _info(job, _trials_done(s, job.id))
-            return None
+                )
+            jobs = s.scalars(select(Job).where(Job.id.in_(ids)).order_by(Job.id)).all()
+            return [_info(job, _trials_done(s, job.id)) for job in jobs]
 
     def heartbeat(self, worker_id: str, job_id: int, lease_seconds: float) -> Heartbeat:
         """Renew ``worker_id``'s lease on ``job_id`` and report whether to stop.
+
+        The worker's row follows: ``busy`` with the job while it holds it, and heard from now.
 
         Raises:
             JobNotFoundError: no job has that id.
@@ -300,9 +378,10 @@ class Store:
         with self.session(write=True) as s:
             job = _job(s, job_id, lock=True)
             held = job.status == "running" and job.worker_id == worker_id
+            now = db_now(s)
             if held:
-                now = db_now(s)
                 job.lease_expires_at, job.updated_at = now + lease, now
+            _worker_row(s, worker_id, "busy" if held else "idle", job_id if held else None, now)
             return Heartbeat(lease_held=held, cancel_requested=job.cancel_requested)
 
     def finish_job(
@@ -318,6 +397,7 @@ class Store:
         with self.session(write=True) as s:
             job = _held(s, job_id, worker_id)
             now = db_now(s)
+            _worker_row(s, worker_id, "idle", None, now)
             job.status, job.error = status, error
             job.finished_at = job.updated_at = now
             job.lease_expires_at = None
@@ -333,6 +413,7 @@ class Store:
         with self.session(write=True) as s:
             job = _held(s, job_id, worker_id)
             now = db_now(s)
+            _worker_row(s, worker_id, "idle", None, now)
             job.error, job.updated_at, job.lease_expires_at = error, now, None
             if job.cancel_requested:
                 job.status, job.finished_at = "cancelled", now
@@ -352,6 +433,7 @@ class Store:
         with self.session(write=True) as s:
             job = _held(s, job_id, worker_id)
             now = db_now(s)
+            _worker_row(s, worker_id, "idle", None, now)
             job.updated_at, job.lease_expires_at = now, None
             if job.cancel_requested:
                 job.status, job.finished_at = "cancelled", now
@@ -560,56 +642,61 @@ class Store:
 
     # -- workers --------------------------------------------------------------------------
 
-    def register_worker(self, worker_id: str | None = None) -> str:
-        """Record a worker process (this one) as ``idle``; returns its id."""
+    def register_worker(
+        self, worker_id: str | None = None, *, lease_seconds: float = DEFAULT_LEASE_S
+    ) -> str:
+        """Record a worker process (this one) as ``idle``; returns its id.
+
+        Rows of workers not heard from for :data:`WORKER_RETENTION` are deleted here: a fleet
+        that starts workers every day would otherwise keep every one it ever ran.
+
+        Example:
+            >>> worker_id = store.register_worker(lease_seconds=60)  # doctest: +SKIP
+        """
         worker_id = worker_id or new_worker_id()
+        _lease(lease_seconds)
         with self.session(write=True) as s:
             now = db_now(s)
-            worker = s.get(Worker, worker_id) or Worker(id=worker_id, started_at=now)
-            worker.hostname, worker.pid = socket.gethostname(), os.getpid()
-            worker.status, worker.current_job_id, worker.last_heartbeat = "idle", None, now
-            s.add(worker)
+            s.execute(delete(Worker).where(Worker.last_heartbeat < now - WORKER_RETENTION))
+            worker = _worker_row(s, worker_id, "idle", None, now)
+            worker.hostname, worker.pid, worker.started_at = socket.gethostname(), os.getpid(), now
+            worker.lease_seconds = lease_seconds
         return worker_id
 
-    def worker_heartbeat(
-        self, worker_id: str, *, status: WorkerStatus = "idle", current_job_id: int | None = None
-    ) -> None:
-        """Record that ``worker_id`` is alive, and what it is doing (``idle`` or ``busy``)."""
+    def worker_heartbeat(self, worker_id: str) -> None:
+        """Record that ``worker_id`` is alive and idle (between jobs)."""
         with self.session(write=True) as s:
-            now = db_now(s)
-            worker = s.get(Worker, worker_id)
-            if worker is None:  # e.g. rows pruned while it ran: it is alive, so record it again
-                worker = Worker(
-                    id=worker_id, hostname=socket.gethostname(), pid=os.getpid(), started_at=now
-                )
-                s.add(worker)
-            worker.status, worker.current_job_id, worker.last_heartbeat = (
-                status,
-                current_job_id,
-                now,
-            )
+            _worker_row(s, worker_id, "idle", None, db_now(s))
 
     def worker_stopped(self, worker_id: str) -> None:
         """Mark ``worker_id`` as ``stopped`` (a clean exit)."""
         with self.session(write=True) as s:
-            worker = s.get(Worker, worker_id)
-            if worker is not None:
-                worker.status, worker.current_job_id = "stopped", None
-                worker.last_heartbeat = db_now(s)
+            if s.get(Worker, worker_id) is not None:
+                _worker_row(s, worker_id, "stopped", None, db_now(s))
 
     def list_workers(self) -> list[WorkerInfo]:
-        """Every registered worker, most recently heard from first."""
+        """Every registered worker, most recently heard from first.
+
+        A worker that last said it was idle or busy but whose heartbeat is older than its lease
+        is reported ``lost`` (killed, hung, or cut off from the database).
+
+        Example:
+            >>> [(w.id, w.status) for w in store.list_workers()]  # doctest: +SKIP
+            [('host-12-ab12cd', 'busy'), ('host-9-0f0f0f', 'lost')]
+        """
         with self.session() as s:
+            now = db_now(s)
             rows = s.scalars(select(Worker).order_by(Worker.last_heartbeat.desc())).all()
             return [
                 WorkerInfo(
                     w.id,
                     w.hostname,
                     w.pid,
-                    w.status,
+                    _worker_status(w, now),
                     w.current_job_id,
                     w.started_at,
                     w.last_heartbeat,
+                    w.lease_seconds,
                 )
                 for w in rows
             ]
@@ -619,6 +706,33 @@ def _lease(seconds: float) -> timedelta:
     if not seconds > 0:
         raise ValueError(f"lease_seconds {seconds!r} must be positive")
     return timedelta(seconds=seconds)
+
+
+def _lease_lost(job: Job) -> str:
+    return (
+        f"worker {job.worker_id} lost its lease (expired "
+        f"{_iso(job.lease_expires_at)}) on attempt {job.attempts}"
+    )
+
+
+def _worker_row(
+    s: Session, worker_id: str, status: WorkerStatus, job_id: int | None, now: datetime
+) -> Worker:
+    worker = s.get(Worker, worker_id)
+    if worker is None:  # e.g. its row was pruned while it ran: it is alive, so record it again
+        worker = Worker(
+            id=worker_id, hostname=socket.gethostname(), pid=os.getpid(), started_at=now
+        )
+        s.add(worker)
+    worker.status, worker.current_job_id, worker.last_heartbeat = status, job_id, now
+    return worker
+
+
+def _worker_status(worker: Worker, now: datetime) -> WorkerStatus:
+    lease = timedelta(seconds=worker.lease_seconds or DEFAULT_LEASE_S)
+    if worker.status in ("idle", "busy") and worker.last_heartbeat + lease < now:
+        return "lost"
+    return worker.status
 
 
 def _iso(value: datetime | None) -> str:

@@ -76,7 +76,11 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """A registered worker and when it was last heard from."""
+    """A registered worker and when it was last heard from.
+
+    ``status`` is ``lost`` when the worker said it was idle or busy but its last heartbeat is
+    older than its lease (``lease_seconds``; the default lease for rows that do not record one).
+    """
 
     id: str
     hostname: str
@@ -85,6 +89,7 @@ class WorkerInfo:
     current_job_id: int | None
     started_at: datetime
     last_heartbeat: datetime
+    lease_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(self).items()}

@@ -39,6 +39,7 @@ HELP = [
     ("jobs",),
     ("status",),
     ("cancel",),
+    ("workers",),
     ("worker",),
     ("run",),
     ("data",),
@@ -88,6 +89,7 @@ JSON = {
     "jobs": ("jobs", "--json"),
     "status": ("status", "1", "--json"),
     "cancel": ("cancel", "2", "--json"),
+    "workers": ("workers", "--json"),
     "pareto": ("pareto", "1", "--format", "json"),
     "pareto-params": ("pareto", "1", "--objectives", "val_acc,params", "--format", "json"),
     "trials": (
@@ -105,8 +107,14 @@ JSON = {
     "analyze": ("analyze", "1", "--format", "json"),
 }
 
-# a migration moves the head on; the worker id is random
-_PLACEHOLDER = {"worker_id": "worker", "current": "revision", "head": "revision"}
+# a migration moves the head on; the worker id is random; a worker row names this process
+_PLACEHOLDER = {
+    "worker_id": "worker",
+    "current": "revision",
+    "head": "revision",
+    "hostname": "host",
+    "pid": "pid",
+}
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00| UTC)?")
 
 
@@ -137,6 +145,8 @@ def capture() -> dict[str, str]:
         upgrade(db)
         with Store.open(db) as store:
             fill(store)
+            # a lease longer than any capture, so the worker reads idle, never lost
+            store.register_worker("golden-worker", lease_seconds=86400)
         env = {**env, "POOLSTRIDE_DB": db}
         for name, args in JSON.items():
             result = run(*args, env=env)

@@ -30,10 +30,12 @@ from workers.export import (
     class_count,
     export_candidate,
     input_statistics,
+    load_weights,
     missing_onnx_packages,
+    readme_path,
     rebuild,
 )
-from workers.model import build_model
+from workers.model import Normalized, build_model
 from workers.train import TrainConfig, TrainResult, evaluate, train
 
 ARCH = ArchSpec.from_dict(
@@ -131,6 +133,22 @@ def _export(job: TrainedJob, trial: int, out: Path, *args: str) -> tuple[str, ..
     return ("export", str(job.job_id), "--trial", str(trial), "--out", str(out), *args)
 
 
+def _state_files(out: Path) -> str:
+    """How the export's last line names the files of a ``state`` export to ``out``."""
+    return f"{out}, {out.with_suffix('.json')} and {readme_path(out)}"
+
+
+def _run_readme(out: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Run the example of the README beside the state file ``out`` as a user would: in its
+    folder, with nothing imported for it; its variables after."""
+    text = readme_path(out).read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(out.parent)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(code, str(readme_path(out)), "exec"), namespace)
+    return namespace
+
+
 def test_torchscript_loads_with_plain_torch_in_a_fresh_process(
     trained: TrainedJob, tmp_path: Path
 ) -> None:
@@ -169,8 +187,8 @@ def test_state_export_reproduces_the_stored_validation_accuracy(
     res = run(*_export(trained, 0, out, "--format", "state", "--db", trained.url))
     assert res.code == 0, res.stderr
     sidecar = tmp_path / "trial0.json"
-    assert res.stderr == (
-        f"trial 0 of job {trained.job_id} (trained) written to {out} and {sidecar}\n"
+    assert (
+        res.stderr == f"trial 0 of job {trained.job_id} (trained) written to {_state_files(out)}\n"
     )
     saved = torch.load(out, map_location="cpu", weights_only=True)  # plain torch reads it
     ds = load_dataset(trained.config.dataset, seed=trained.config.seed)
@@ -193,6 +211,32 @@ def test_state_export_reproduces_the_stored_validation_accuracy(
     )
     model.load_state_dict(saved["state_dict"])
     assert _val_acc(model, trained.config) == pytest.approx(trained.val_acc, abs=1e-9)
+
+
+def test_the_state_readme_example_rebuilds_the_trained_network_and_classifies(
+    trained: TrainedJob,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "trial0.pt"
+    res = run(*_export(trained, 0, out, "--format", "state", "--db", trained.url))
+    assert res.code == 0, res.stderr
+    readme = readme_path(out).read_text()
+    assert readme.startswith(f"# Trial 0 of job {trained.job_id} (digits)\n")
+    assert "The weights are the trained ones." in readme
+    example = _run_readme(out, monkeypatch)
+    # the network it rebuilds is the trained one: it reproduces the stored validation accuracy
+    assert _val_acc(example["model"], trained.config) == pytest.approx(trained.val_acc, abs=1e-9)
+    # and it classifies its raw input as the trained network behind the training split's
+    # normalisation does
+    ds = load_dataset(trained.config.dataset, seed=trained.config.seed)
+    weights = load_weights(weights_path(trained.url, trained.job_id, 0))
+    bare = rebuild(ROW, in_channels=1, num_classes=10, weights=weights)
+    with torch.no_grad():
+        expected = Normalized(bare, ds.mean, ds.std)(torch.zeros(1, 1, 8, 8))
+    assert torch.allclose(example["logits"], expected, atol=1e-6)
+    assert capsys.readouterr().out == f"logits (1, 10) class {expected.argmax().item()}\n"
 
 
 def _npz_config(path: Path) -> JobConfig:
@@ -295,7 +339,10 @@ def test_without_facts_the_statistics_come_from_the_data_if_it_loads(tmp_path: P
 
 
 def test_a_job_whose_data_is_gone_exports_from_its_kept_weights_or_refuses(
-    trained: TrainedJob, tmp_path: Path
+    trained: TrainedJob,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     job_id = _job_of_one_candidate(trained.url, _npz_config(tmp_path / "gone.npz"), None)
     out = tmp_path / "a.pt"
@@ -313,10 +360,18 @@ def test_a_job_whose_data_is_gone_exports_from_its_kept_weights_or_refuses(
         f"poolstride: warning: cannot load npz for its input statistics (npz data "
         f"{str(tmp_path / 'gone.npz')!r} does not exist); the exported model expects "
         "normalised inputs",
-        f"trial 0 of job {job_id} (trained) written to {out} and {out.with_suffix('.json')}",
+        f"trial 0 of job {job_id} (trained) written to {_state_files(out)}",
     ]
     meta = torch.load(out, weights_only=True)
     assert (meta["num_classes"], meta["mean"], meta["std"]) == (7, None, None)
+    # without statistics the README's example feeds the network its input as it is
+    example = _run_readme(out, monkeypatch)
+    with torch.no_grad():
+        expected = rebuild(ROW, in_channels=1, num_classes=7, weights=load_weights(kept))(
+            torch.zeros(1, 1, 8, 8)
+        )
+    assert torch.equal(example["logits"], expected)
+    assert capsys.readouterr().out == f"logits (1, 7) class {expected.argmax().item()}\n"
 
 
 def test_export_without_kept_weights_needs_untrained_and_then_warns(
@@ -336,8 +391,7 @@ def test_export_without_kept_weights_needs_untrained_and_then_warns(
     assert res.stderr.splitlines() == [
         f"poolstride: warning: job {trained.job_id} kept no trained weights for trial 1; "
         "exporting a randomly initialised model",
-        f"trial 1 of job {trained.job_id} (untrained) written to {out} and "
-        f"{out.with_suffix('.json')}",
+        f"trial 1 of job {trained.job_id} (untrained) written to {_state_files(out)}",
     ]
     assert torch.load(out, weights_only=True)["trained"] is False
 
@@ -406,7 +460,7 @@ def test_export_takes_the_statistics_it_is_given(tmp_path: Path) -> None:
         std=(2.0, 4.0, 8.0),
         weights=None,
     )
-    assert written == [tmp_path / "net.pt", tmp_path / "net.json"]
+    assert written == [tmp_path / "net.pt", tmp_path / "net.json", tmp_path / "net.README.md"]
     saved = json.loads((tmp_path / "net.json").read_text())
     assert (saved["num_classes"], saved["mean"], saved["std"]) == (
         7,

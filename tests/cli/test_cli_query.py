@@ -15,6 +15,7 @@ from _known import fill
 from search.config import JobConfig
 from search.query import Condition, load_candidates, output_columns, parse_where
 from search.store import Store
+from search.vocabulary import FinalStatus
 
 KEYS = (
     "unknown key 'nokey' (expected sN.downsample, sN.kernel, sN.skip, sN.width, sN.depth or one "
@@ -113,7 +114,7 @@ def test_trials_csv_and_table(known_job: int, db_url: str) -> None:
         ("nokey>3", f"--where 'nokey>3': {KEYS}"),
         ("val_acc>high", "--where 'val_acc>high': val_acc needs a number, got 'high'"),
         ("s1.downsample<3", "--where 's1.downsample<3': s1.downsample takes = or != only"),
-        ("s3.kernel=3", "s3.kernel: the job has 2 stages"),
+        ("s3.kernel=3", "--where 's3.kernel=3': the job has 2 stages"),
         ("val_acc", f"--where 'val_acc': {GRAMMAR}"),
         ("1=1 OR 1=1", f"--where '1=1 OR 1=1': {GRAMMAR}"),
     ],
@@ -279,3 +280,22 @@ def test_reports_on_a_job_with_nothing_complete_yet(store: Store, db_url: str) -
         "effects": [],
         "importances": {},
     }
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
+def test_reports_on_an_ended_job_with_nothing_complete_say_it_ended(
+    store: Store, db_url: str, status: FinalStatus
+) -> None:
+    job = store.submit(JobConfig.from_mapping({"dataset": "digits", "trials": 2, "epochs": 1}))
+    if status == "cancelled":
+        store.cancel(job.id)  # a queued job ends at once
+    else:
+        assert store.claim("w", 60) is not None
+        store.finish_job(job.id, "w", status)
+    for command in ("pareto", "analyze"):
+        res = run(command, str(job.id), "--db", db_url)
+        assert (res.code, res.stdout, res.stderr) == (
+            0,
+            f"job {job.id} has ended ({status}) with no complete candidates\n",
+            "",
+        ), command

@@ -59,9 +59,8 @@ def running_job(db_url: str) -> RunningJob:
     worker = "fake-worker"
     with Store.open(db_url) as store:
         job = store.submit(config)
-        store.register_worker(worker)
-        assert store.claim(worker, lease_seconds=600) is not None
-        store.worker_heartbeat(worker, status="busy", current_job_id=job.id)
+        store.register_worker(worker, lease_seconds=600)
+        assert store.claim(worker, lease_seconds=600) is not None  # the worker's row: busy
         for trial, arch in enumerate(itertools.islice(config.space, 4)):
             cid = store.start_candidate(
                 job_id=job.id,

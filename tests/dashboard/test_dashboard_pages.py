@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +65,7 @@ def test_queue_shows_a_finished_job_and_its_worker(
     )
     assert "error" not in jobs.columns and not at.code  # no job failed
     assert len(workers) == 1 and workers.iloc[0]["status"] == "stopped"
+    assert not at.warning  # a stopped worker is not lost
     assert not at.get("progress")  # nothing is running
     assert "Times are UTC, month-day hour:minute. No job is queued or running." in [
         c.value for c in at.caption
@@ -105,6 +107,21 @@ def test_queue_shows_a_failed_jobs_error_whole(db_url: str, open_page: OpenPage)
     assert [c.value for c in at.code] == [error]
     assert at.code[0].proto.wrap_lines  # read in full, not cut at the window's edge
     assert f"**Job {job.id} (doomed, failed)**" in [m.value for m in at.markdown]
+
+
+def test_queue_warns_of_a_lost_worker(db_url: str, open_page: OpenPage) -> None:
+    config = JobConfig.from_mapping({"dataset": "digits", "trials": 2, "epochs": 1})
+    with Store.open(db_url) as store:
+        job = store.submit(config)
+        store.register_worker("gone", lease_seconds=0.1)
+        assert store.claim("gone", lease_seconds=60) is not None
+        time.sleep(0.3)  # three leases without a heartbeat
+        store.register_worker("alive")
+    at = open_page(db_url)
+    workers = at.dataframe[1].value.set_index("worker")
+    assert workers.loc["gone", ["status", "job"]].tolist() == ["lost", job.id]
+    assert workers.loc["alive", "status"] == "idle"
+    assert [w.value for w in at.warning] == ["1 worker lost: no heartbeat within its lease"]
 
 
 def test_pareto_front_equals_the_cli(finished_job: FinishedJob, open_page: OpenPage) -> None:

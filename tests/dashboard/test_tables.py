@@ -15,6 +15,7 @@ from dashboard.tables import (
     fmt_value,
     job_errors,
     jobs_table,
+    lost_warning,
     trials_columns,
     workers_table,
 )
@@ -22,6 +23,7 @@ from search.config import JobConfig
 from search.query import stage_columns
 from search.space import SpaceConfig
 from search.store import JobInfo, Store, WorkerInfo, upgrade
+from search.vocabulary import WorkerStatus
 
 # what load_candidates returns for a job of two stages, in its order
 COLUMNS = [
@@ -129,6 +131,19 @@ def test_the_worker_table_counts_seconds_from_now() -> None:
             "started": "03-03 05:06",
         }
     ]
+
+
+def test_lost_workers_are_counted_in_a_warning() -> None:
+    heard = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    statuses: tuple[WorkerStatus, ...] = ("lost", "busy", "idle", "stopped", "lost")
+    fleet = [
+        WorkerInfo(f"w-{i}", "box", i, status, None, heard, heard)
+        for i, status in enumerate(statuses)
+    ]
+    assert lost_warning(fleet) == "2 workers lost: no heartbeat within their lease"
+    assert lost_warning(fleet[:4]) == "1 worker lost: no heartbeat within its lease"
+    assert lost_warning(fleet[1:4]) is None
+    assert lost_warning([]) is None
 
 
 def test_trial_columns_drop_what_the_space_fixes() -> None:

@@ -6,10 +6,12 @@ import json
 
 import pytest
 
-from search.config import JobConfig, space_mapping
+from search._checks import INT32
+from search.config import LIMITS, NAME_LENGTH, JobConfig, space_mapping
 from search.datasets import dataset_info
 from search.objectives import direction, validate_objectives
 from search.space import SpaceConfig
+from search.store._models import Candidate, Epoch, Job, Stage, column_bounds
 from search.training import TrainConfig
 
 BASE = {"trials": 4, "epochs": 2}
@@ -159,3 +161,49 @@ def test_objectives_and_datasets_registries() -> None:
     assert JobConfig.from_mapping(
         {**BASE, "dataset": "imagefolder", "data_dir": "d"}
     ).space.input_shape == (3, 32, 32)
+
+
+def test_the_limits_are_the_ranges_of_the_columns_the_values_go_to() -> None:
+    stored = {
+        "trials": [Job.trials_total],
+        "max_attempts": [Job.max_attempts],
+        "priority": [Job.priority],
+        "epochs": [Candidate.epochs_total, Candidate.epochs_done, Epoch.epoch],
+        "seed": [Candidate.seed],  # the trials' seeds, derived from the job's below 2**31
+    }
+    for key, columns in stored.items():
+        for column in columns:
+            bounds = column_bounds(column.type)
+            assert bounds is not None and bounds.lo <= LIMITS[key].lo <= LIMITS[key].hi <= bounds.hi
+    # the space's integers go to ps_stages, and a job's name to ps_jobs.name
+    for column in (Stage.kernel, Stage.width, Stage.depth, Stage.stage):
+        assert column_bounds(column.type) == INT32
+    assert Job.name.type.length == NAME_LENGTH
+
+
+SUBMIT_LIMITS = [
+    ({"trials": 2**31}, "trials 2147483648 must be at most 2147483647"),
+    ({"epochs": 2**31}, "epochs 2147483648 must be at most 2147483647"),
+    ({"priority": -(2**31) - 1}, "priority -2147483649 must be at least -2147483648"),
+    ({"seed": -1}, "seed -1 must be at least 0"),
+    ({"seed": 2**31}, "seed 2147483648 must be at most 2147483647"),
+    ({"name": "a\x00b"}, "name 'a\\x00b' must not contain control characters"),
+    ({"name": "a\x85b"}, "name 'a\\x85b' must not contain control characters"),
+    ({"data_dir": "a\x00b"}, "data_dir 'a\\x00b' must be a path"),
+    ({"space": {"widths": [8, 2**31, 8]}}, "stage 2: width 2147483648 must be at most"),
+    ({"space": {"depth": [1, 2**31]}}, "stage 1: depth 2147483648 must be at most"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), SUBMIT_LIMITS)
+def test_submit_limits_refuse_a_new_config_but_not_a_stored_one(
+    data: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        JobConfig.from_mapping({**BASE, **data})
+    assert str(refused.value).startswith(message)
+    # a row stored before the limit existed reads back as it was written
+    stored = JobConfig.from_mapping(BASE).to_dict()
+    for key, value in data.items():
+        stored[key] = {**stored[key], **value} if isinstance(value, dict) else value
+    assert JobConfig.from_dict(stored).to_dict() == stored

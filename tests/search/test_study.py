@@ -11,7 +11,7 @@ from search.config import JobConfig
 from search.cost import Cost
 from search.space import ArchSpec
 from search.store import Store, optuna_storage
-from search.study import LOST, RETRY_OF, open_study
+from search.study import LOST, RETRY_OF, end_open_trials, open_study
 
 ARCH = ArchSpec.from_dict({"stages": [{"downsample": "max", "kernel": 3, "skip": "none"}]})
 COST = Cost(params=10, flops=100, activation_bytes=1000, receptive_field=9)
@@ -87,3 +87,98 @@ def test_recover_keeps_the_outcome_optuna_already_holds(tmp_path: Path) -> None:
     ]
     assert again == ended
     store.close()
+
+
+def _job_with_open_trials(tmp_path: Path) -> tuple[str, Store, int, str]:
+    """A job whose attempt left two trials RUNNING: one with a ``running`` row, one without
+    (asked, never started)."""
+    url = f"sqlite:///{tmp_path / 'ps.db'}"
+    store = Store.open(url, create=True)
+    config = JobConfig.from_mapping({"dataset": "digits", "trials": 4, "epochs": 2})
+    job = store.submit(config)
+    job_study = open_study(storage=optuna_storage(url), name=job.study_name, config=config)
+    for _ in range(2):
+        job_study.study.ask({"s1.kernel": optuna.distributions.CategoricalDistribution([3, 5])})
+    store.start_candidate(
+        job_id=job.id,
+        trial_number=0,
+        optuna_trial_id=job_study.trial_id(0),
+        arch=ARCH,
+        cost=COST,
+        seed=0,
+        attempt=1,
+        worker_id="w",
+        epochs_total=2,
+    )
+    return url, store, job.id, job.study_name
+
+
+def test_an_ended_job_is_found_and_closed_with_its_reason(tmp_path: Path) -> None:
+    url, store, job_id, study_name = _job_with_open_trials(tmp_path)
+    claimed = store.claim("w", 60)
+    assert claimed is not None
+    assert store.ended_with_open_trials() == []  # running jobs are their worker's
+    store.finish_job(job_id, "w", "failed", error="attempt 1/1: OSError: disk full")
+    assert [j.id for j in store.ended_with_open_trials()] == [job_id]
+
+    failed = end_open_trials(
+        storage=optuna_storage(url),
+        store=store,
+        job_id=job_id,
+        study_name=study_name,
+        reason="attempt 1/1: OSError: disk full",
+    )
+    study = optuna.load_study(study_name=study_name, storage=optuna_storage(url))
+    assert failed == 2
+    assert [(t.state, t.user_attrs["error"]) for t in study.trials] == [
+        (TrialState.FAIL, "attempt 1/1: OSError: disk full")
+    ] * 2
+    [row] = store.list_candidates(job_id)
+    assert (row.state, row.error) == ("failed", "attempt 1/1: OSError: disk full")
+    assert store.ended_with_open_trials() == []
+    assert (
+        end_open_trials(  # again: nothing left to do
+            storage=optuna_storage(url),
+            store=store,
+            job_id=job_id,
+            study_name=study_name,
+            reason="x",
+        )
+        == 0
+    )
+
+
+def test_a_crashed_attempt_that_will_run_again_requeues_its_open_trials(tmp_path: Path) -> None:
+    url, store, job_id, study_name = _job_with_open_trials(tmp_path)
+    end_open_trials(
+        storage=optuna_storage(url),
+        store=store,
+        job_id=job_id,
+        study_name=study_name,
+        reason="attempt 1/3: RuntimeError: boom",
+        requeue=True,
+    )
+    study = optuna.load_study(study_name=study_name, storage=optuna_storage(url))
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.WAITING, TrialState.WAITING]
+    assert {t.user_attrs[RETRY_OF] for t in study.trials[2:]} == {0, 1}
+    # killed before they were seeded: the re-runs get seeds of their own, not None
+    assert all("seed" not in t.user_attrs for t in study.trials[2:])
+    assert {t.user_attrs["error"] for t in study.trials[:2]} == {"attempt 1/3: RuntimeError: boom"}
+    assert LOST not in {t.user_attrs.get("error") for t in study.trials}
+
+
+def test_a_job_whose_study_was_never_created_has_only_rows_to_end(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ps.db'}"
+    store = Store.open(url, create=True)
+    job = store.submit(JobConfig.from_mapping({"dataset": "digits", "trials": 1, "epochs": 1}))
+    assert (
+        end_open_trials(
+            storage=optuna_storage(url),
+            store=store,
+            job_id=job.id,
+            study_name=job.study_name,
+            reason="r",
+        )
+        == 0
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import optuna
 import pytest
 
 from search.config import JobConfig
+from search.cost import Cost
 from search.datasets import DatasetFacts
 from search.store import (
     JobNotFoundError,
@@ -17,6 +18,8 @@ from search.store import (
     Store,
     optuna_storage,
 )
+from search.store._models import Worker
+from search.study import trial_seed
 
 
 def config(**overrides: object) -> JobConfig:
@@ -41,13 +44,27 @@ def test_submit_queues_a_job_with_its_study_name_and_config(store: Store) -> Non
 
 def test_claim_takes_highest_priority_then_oldest(store: Store) -> None:
     ids = [store.submit(config(priority=p)).id for p in (0, 5, 5, 1)]
-    claimed = [store.claim("w", 60) for _ in range(5)]
+    claimed = [store.claim(f"w{i}", 60) for i in range(5)]
     assert [j.id if j else None for j in claimed] == [ids[1], ids[2], ids[3], ids[0], None]
     first = claimed[0]
     assert first is not None
-    assert (first.status, first.worker_id, first.attempts) == ("running", "w", 1)
+    assert (first.status, first.worker_id, first.attempts) == ("running", "w0", 1)
     assert first.lease_expires_at is not None and first.started_at is not None
     assert first.lease_expires_at > first.started_at
+
+
+def test_a_claim_retried_after_its_commit_takes_up_the_job_it_already_holds(
+    store: Store,
+) -> None:
+    first, _ = store.submit(config()), store.submit(config())
+    claimed = store.claim("w", 1)
+    # the connection dropped after the commit; the worker calls claim again
+    again = store.claim("w", 60)
+    assert again is not None and claimed is not None
+    assert (again.id, again.attempts) == (first.id, 1)
+    assert again.lease_expires_at is not None and claimed.lease_expires_at is not None
+    assert again.lease_expires_at > claimed.lease_expires_at
+    assert [j.status for j in store.list_jobs()] == ["running", "queued"]
 
 
 def test_claim_of_a_named_job(store: Store) -> None:
@@ -65,16 +82,16 @@ def test_a_live_lease_is_not_reclaimed_an_expired_one_is(store: Store) -> None:
 
     other = store.submit(config(max_attempts=3))
     store.cancel(job.id)  # keep the first job out of the way: only the second may expire
-    assert store.claim("w1", 0.2) is not None
+    assert store.claim("w3", 0.2) is not None
     time.sleep(0.4)
     again = store.claim("w2", 60)
     assert again is not None and again.id == other.id
     assert (again.worker_id, again.attempts) == ("w2", 2)
-    assert again.error is not None and "w1 lost its lease" in again.error
-    beat = store.heartbeat("w1", other.id, 60)
+    assert again.error is not None and "w3 lost its lease" in again.error
+    beat = store.heartbeat("w3", other.id, 60)
     assert not beat.lease_held
     with pytest.raises(LeaseLostError):
-        store.finish_job(other.id, "w1", "succeeded")
+        store.finish_job(other.id, "w3", "succeeded")
     assert store.heartbeat("w2", other.id, 60).lease_held
 
 
@@ -84,11 +101,15 @@ def test_expired_leases_use_up_attempts_then_the_job_fails(store: Store) -> None
         claimed = store.claim(f"w{attempt}", 0.1)
         assert claimed is not None and claimed.attempts == attempt
         time.sleep(0.25)
+    # claim leaves a job that may not run again to end_expired, which hands it on for clean-up
     assert store.claim("w3", 60) is None
-    failed = store.get_job(job.id)
-    assert failed.status == "failed"
-    assert failed.finished_at is not None
+    assert store.get_job(job.id).status == "running"
+    (failed,) = store.end_expired()
+    assert (failed.id, failed.status) == (job.id, "failed")
+    assert failed.finished_at is not None and failed.lease_expires_at is None
     assert failed.error is not None and "w2 lost its lease" in failed.error
+    assert store.get_job(job.id) == failed
+    assert store.end_expired() == []  # ended once
 
 
 def test_fail_attempt_requeues_until_max_attempts(store: Store) -> None:
@@ -157,7 +178,17 @@ def test_an_expired_job_with_a_cancel_pending_is_cancelled_not_rerun(store: Stor
     store.cancel(job.id)
     time.sleep(0.25)
     assert store.claim("w2", 60) is None
+    assert [j.status for j in store.end_expired()] == ["cancelled"]
     assert store.get_job(job.id).status == "cancelled"
+
+
+def test_an_expired_job_with_attempts_left_is_not_ended(store: Store) -> None:
+    job = store.submit(config(max_attempts=2))
+    store.claim("w1", 0.1)
+    time.sleep(0.25)
+    assert store.end_expired() == []
+    again = store.claim("w2", 60)
+    assert again is not None and (again.id, again.attempts) == (job.id, 2)
 
 
 def test_unknown_jobs_and_bad_arguments(store: Store) -> None:
@@ -174,17 +205,49 @@ def test_unknown_jobs_and_bad_arguments(store: Store) -> None:
         store.finish_job(job.id, "w", "queued")
 
 
-def test_workers_register_heartbeat_and_stop(store: Store) -> None:
-    worker = store.register_worker()
-    job = store.submit(config())
-    store.worker_heartbeat(worker, status="busy", current_job_id=job.id)
+def test_a_worker_row_follows_its_job_and_stops(store: Store) -> None:
+    worker = store.register_worker(lease_seconds=30)
     (info,) = store.list_workers()
-    assert (info.id, info.status, info.current_job_id) == (worker, "busy", job.id)
-    first_beat = info.last_heartbeat
+    assert (info.id, info.status, info.current_job_id, info.lease_seconds) == (
+        worker,
+        "idle",
+        None,
+        30,
+    )
+    job = store.submit(config())
+    store.claim(worker, 60)
+    (busy,) = store.list_workers()
+    assert (busy.status, busy.current_job_id) == ("busy", job.id)
+    store.heartbeat(worker, job.id, 60)
+    (beat,) = store.list_workers()
+    assert (beat.status, beat.current_job_id) == ("busy", job.id)
+    assert beat.last_heartbeat > busy.last_heartbeat
+    store.finish_job(job.id, worker, "succeeded")
+    (idle,) = store.list_workers()
+    assert (idle.status, idle.current_job_id) == ("idle", None)
     store.worker_stopped(worker)
     (info,) = store.list_workers()
     assert (info.status, info.current_job_id) == ("stopped", None)
-    assert info.last_heartbeat >= first_beat
+    assert info.last_heartbeat >= idle.last_heartbeat
+
+
+def test_a_silent_worker_reads_as_lost_and_a_week_old_row_is_pruned(store: Store) -> None:
+    silent = store.register_worker("silent", lease_seconds=0.1)
+    store.register_worker("stopped", lease_seconds=0.1)
+    store.worker_stopped("stopped")
+    time.sleep(0.25)
+    assert {w.id: w.status for w in store.list_workers()} == {
+        silent: "lost",
+        "stopped": "stopped",  # a clean exit is never lost
+    }
+    store.worker_heartbeat(silent)
+    assert {w.id: w.status for w in store.list_workers()}[silent] == "idle"
+    with store.session(write=True) as s:
+        row = s.get(Worker, "stopped")
+        assert row is not None
+        row.last_heartbeat = datetime.now(timezone.utc) - timedelta(days=8)
+    store.register_worker("new")
+    assert sorted(w.id for w in store.list_workers()) == ["new", silent]
 
 
 def test_a_new_job_never_gets_an_existing_optuna_study(db_url: str) -> None:
@@ -222,3 +285,35 @@ def test_the_dataset_facts_are_recorded_once_on_the_job(store: Store) -> None:
     assert changed.dataset_facts == other and changed.updated_at > recorded.updated_at
     with pytest.raises(JobNotFoundError):
         store.record_dataset(999, facts)
+
+
+def test_an_ended_job_with_a_running_optuna_trial_but_no_row_is_found(
+    store: Store, db_url: str
+) -> None:
+    job = store.submit(config())
+    storage = optuna_storage(db_url)
+    study = optuna.create_study(study_name=job.study_name, storage=storage)
+    study.ask()  # asked, never started: no candidate row
+    assert store.claim("w", 60) is not None
+    assert store.ended_with_open_trials() == []
+    store.finish_job(job.id, "w", "cancelled")
+    assert [j.id for j in store.ended_with_open_trials()] == [job.id]
+
+
+def test_the_largest_derived_seed_fits_its_column(store: Store) -> None:
+    job = store.submit(config(seed=2**31 - 1))
+    seeds = [trial_seed(job.config.seed, n) for n in range(3)]
+    assert all(0 <= s < 2**31 for s in seeds)
+    for number, seed in enumerate(seeds):
+        store.start_candidate(
+            job_id=job.id,
+            trial_number=number,
+            optuna_trial_id=None,
+            arch=next(iter(job.config.space)),
+            cost=Cost(params=1, flops=1, activation_bytes=1, receptive_field=1),
+            seed=seed,
+            attempt=1,
+            worker_id="w",
+            epochs_total=1,
+        )
+    assert [c.seed for c in store.list_candidates(job.id)] == seeds

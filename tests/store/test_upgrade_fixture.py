@@ -84,8 +84,11 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
     assert {t: row_counts(old_url)[t] for t in before_counts} == before_counts  # Optuna's too
     after = _dump(path)
     added = {t: [c for c in after[t].columns if c not in before[t].columns] for t in PS_TABLES}
-    # 0002's column; a later migration that adds one to an existing table extends this
-    assert {t: columns for t, columns in added.items() if columns} == {"ps_jobs": ["dataset_facts"]}
+    # 0002's and 0003's columns; a later migration that adds one to a table extends this
+    assert {t: columns for t, columns in added.items() if columns} == {
+        "ps_jobs": ["dataset_facts"],
+        "ps_workers": ["lease_seconds"],
+    }
     # every row, every value, as it was, the new columns NULL in them
     assert {t: dump.rows for t, dump in after.items()} == {
         t: [{**row, **dict.fromkeys(added[t])} for row in dump.rows] for t, dump in before.items()
@@ -133,6 +136,7 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
         ]
         (worker,) = store.list_workers()
         assert (worker.id, worker.status, worker.last_heartbeat) == ("host-1-abcdef", "stopped", T0)
+        assert worker.lease_seconds is None  # 0003's column
 
         facts = DatasetFacts(10, (1, 8, 8), (4.9,), (6.0,))
         store.record_dataset(1, facts)

@@ -424,3 +424,40 @@ def test_a_trial_optuna_still_runs_is_left_open_until_optuna_ends_it(
     [row] = store.list_candidates(job.id)
     assert (row.state, row.val_acc) == ("complete", 0.75)
     assert (weights / "trial-0.pt").read_bytes() == b"kept"
+
+
+def test_a_resumed_job_whose_budget_is_met_keeps_only_the_fronts_weights(
+    ray_instance, tmp_path, monkeypatch
+):
+    weights = tmp_path / "weights"
+    # the first attempt trains everything, then its worker dies before it prunes the weights
+    with monkeypatch.context() as patch:
+        patch.setattr(Recorder, "prune_weights", lambda self: None)
+        store, job, first, study = _run(
+            f"sqlite:///{tmp_path / 'ps.db'}", _config(trials=4), weights_dir=weights
+        )
+    assert first.status == "succeeded"
+    assert len(list(weights.glob("trial-*.pt"))) == 4
+    front = {t.number for t in study.best_trials}
+    assert len(front) < 4  # else nothing would be pruned and the test would prove nothing
+    extra = study.ask()  # a fifth trial the dead worker had begun
+
+    again = run_job(
+        store=store,
+        job_id=job.id,
+        config=job.config,
+        study_name=job.study_name,
+        attempt=2,
+        worker_id="w-test",
+        storage=optuna_storage(f"sqlite:///{tmp_path / 'ps.db'}"),
+        dataset=load_dataset("digits", seed=job.config.seed),
+        weights_dir=weights,
+    )
+    assert (again.status, again.completed) == ("succeeded", 4)
+    assert {p.name for p in weights.glob("trial-*.pt")} == {f"trial-{n}.pt" for n in front}
+    after = optuna.load_study(
+        study_name=job.study_name, storage=optuna_storage(f"sqlite:///{tmp_path / 'ps.db'}")
+    ).trials
+    # the begun trial is failed, and not queued again: the budget needs it no more
+    assert [t.state for t in after[4:]] == [TrialState.FAIL]
+    assert after[extra.number].state == TrialState.FAIL

@@ -226,7 +226,7 @@ def test_a_signal_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path, s
     db = f"sqlite:///{tmp_path / 'ps.db'}"
     job = json.loads(
         cli(
-            "submit", *TINY, "--trials", "4", "--epochs", "3", "--concurrency", "2", "--json", db=db
+            "submit", *TINY, "--trials", "2", "--epochs", "3", "--concurrency", "2", "--json", db=db
         ).stdout
     )
     engine = sa.create_engine(db)
@@ -263,7 +263,7 @@ def test_a_signal_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path, s
 
     assert cli("worker", "--once", db=db).returncode == 0
     status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
-    assert status["status"] == "succeeded" and status["trials_done"] == 4
+    assert status["status"] == "succeeded" and status["trials_done"] == 2
     assert status["attempts"] == 1
 
 
@@ -307,3 +307,111 @@ def test_missing_data_fails_the_job_at_once_with_one_reason(tmp_path):
         f"poolstride: error: --data-dir {missing!r} does not exist"
     ]
     assert len(json.loads(cli("jobs", "--json", db=db).stdout)) == 1  # run queued nothing
+
+
+def _study_left_open(db: str, study_name: str, job_id: int) -> tuple[list[int], list[int]]:
+    """The numbers of the study's RUNNING trials and the job's ``running`` candidate rows."""
+    study = optuna.load_study(study_name=study_name, storage=optuna_storage(db))
+    rows = Store.open(db).list_candidates(job_id)
+    return (
+        [t.number for t in study.trials if t.state == TrialState.RUNNING],
+        [r.trial_number for r in rows if r.state == "running"],
+    )
+
+
+def test_kill_9_with_no_attempt_left_fails_the_job_and_leaves_nothing_running(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ps.db'}"
+    job = json.loads(
+        cli(
+            "submit",
+            *TINY,
+            "--trials",
+            "2",
+            "--epochs",
+            "2",
+            "--concurrency",
+            "2",
+            "--max-attempts",
+            "1",
+            "--json",
+            db=db,
+        ).stdout
+    )
+    engine = sa.create_engine(db)
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(
+            [*POOLSTRIDE, "worker", "--once", "--lease-s", "3", "--db", db],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while True:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("select count(*) from ps_epochs")).scalar_one():
+                break
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    (busy,) = Store.open(db).list_workers()
+    assert (busy.pid, busy.status, busy.current_job_id) == (first.pid, "busy", job["id"])
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    # written as it happened, not lost with the process's buffer
+    assert f"job {job['id']} claimed (attempt 1/1)" in log.read_text()
+    running, rows = _study_left_open(db, job["study"], job["id"])
+    assert running and rows  # what the kill left
+
+    time.sleep(3)  # the lease runs out
+    (lost,) = Store.open(db).list_workers()
+    assert (lost.pid, lost.status) == (first.pid, "lost")
+    second = cli("worker", "--once", "--lease-s", "3", db=db)
+    assert second.returncode == 0, second.stderr[-3000:]
+    status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
+    assert (status["status"], status["attempts"]) == ("failed", 1)
+    assert "lost its lease" in status["error"]
+    assert _study_left_open(db, job["study"], job["id"]) == ([], [])
+    study = optuna.load_study(study_name=job["study"], storage=optuna_storage(db))
+    for number in running:
+        trial = study.trials[number]
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs["error"] == status["error"]
+    assert not [t for t in study.trials if t.state == TrialState.WAITING]  # nothing re-queued
+
+
+def test_a_crashed_last_attempt_fails_its_open_trials_with_the_real_reason(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ps.db'}"
+    job = json.loads(
+        cli(
+            "submit",
+            *TINY,
+            "--trials",
+            "2",
+            "--epochs",
+            "1",
+            "--concurrency",
+            "2",
+            "--max-attempts",
+            "1",
+            "--json",
+            db=db,
+        ).stdout
+    )
+    # the artifact folder is a file: filing the first trial's weights crashes the attempt
+    # while the other trial still trains
+    blocked = tmp_path / "artifacts"
+    blocked.write_text("not a folder")
+    worker = cli(
+        "worker",
+        "--once",
+        db=db,
+        env={**os.environ, "POOLSTRIDE_ARTIFACTS": str(blocked)},
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    status = json.loads(cli("status", str(job["id"]), "--json", db=db).stdout)
+    assert (status["status"], status["attempts"]) == ("failed", 1)
+    assert "NotADirectoryError" in status["error"]
+    assert _study_left_open(db, job["study"], job["id"]) == ([], [])
+    study = optuna.load_study(study_name=job["study"], storage=optuna_storage(db))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all("NotADirectoryError" in t.user_attrs["error"] for t in failed)
+    assert all(t.user_attrs["error"] != "worker lost while the trial ran" for t in study.trials)
