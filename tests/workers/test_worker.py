@@ -69,6 +69,25 @@ def _processes_marked(mark: str) -> list[int]:
     return found
 
 
+def _submit(db: str, *flags: str) -> dict:
+    """``poolstride submit`` of a tiny job with ``flags``; the job's JSON."""
+    proc = cli("submit", *TINY, *flags, "--json", db=db)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _wait_for_an_epoch(db: str, worker: subprocess.Popen) -> None:
+    """Until some trial has recorded an epoch: the worker is mid-job."""
+    engine = sa.create_engine(db)
+    deadline = time.monotonic() + 120
+    while True:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("select count(*) from ps_epochs")).scalar_one():
+                return
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_run_end_to_end_on_digits(tmp_path):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
     proc = cli("run", *TINY, "--trials", "6", "--json", db=db, cwd=tmp_path)
@@ -224,12 +243,7 @@ def test_two_workers_on_postgres_run_each_of_four_jobs_once(pg_url, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_a_signal_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path, signum):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
-    job = json.loads(
-        cli(
-            "submit", *TINY, "--trials", "2", "--epochs", "3", "--concurrency", "2", "--json", db=db
-        ).stdout
-    )
-    engine = sa.create_engine(db)
+    job = _submit(db, "--trials", "2", "--epochs", "3", "--concurrency", "2")
     worker = subprocess.Popen(
         [*POOLSTRIDE, "worker", "--once", "--db", db],
         stdout=subprocess.DEVNULL,
@@ -237,13 +251,7 @@ def test_a_signal_hands_the_job_back_and_the_next_worker_finishes_it(tmp_path, s
         text=True,
         env={k: v for k, v in os.environ.items() if k != "TUNE_DISABLE_SIGINT_HANDLER"},
     )
-    deadline = time.monotonic() + 120
-    while True:
-        with engine.connect() as conn:
-            if conn.execute(sa.text("select count(*) from ps_epochs")).scalar_one():
-                break
-        assert worker.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    _wait_for_an_epoch(db, worker)
     worker.send_signal(signum)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err[-3000:]
@@ -321,23 +329,7 @@ def _study_left_open(db: str, study_name: str, job_id: int) -> tuple[list[int], 
 
 def test_kill_9_with_no_attempt_left_fails_the_job_and_leaves_nothing_running(tmp_path):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
-    job = json.loads(
-        cli(
-            "submit",
-            *TINY,
-            "--trials",
-            "2",
-            "--epochs",
-            "2",
-            "--concurrency",
-            "2",
-            "--max-attempts",
-            "1",
-            "--json",
-            db=db,
-        ).stdout
-    )
-    engine = sa.create_engine(db)
+    job = _submit(db, "--trials", "2", "--epochs", "2", "--concurrency", "2", "--max-attempts", "1")
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         first = subprocess.Popen(
@@ -345,13 +337,7 @@ def test_kill_9_with_no_attempt_left_fails_the_job_and_leaves_nothing_running(tm
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 120
-    while True:
-        with engine.connect() as conn:
-            if conn.execute(sa.text("select count(*) from ps_epochs")).scalar_one():
-                break
-        assert first.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    _wait_for_an_epoch(db, first)
     (busy,) = Store.open(db).list_workers()
     assert (busy.pid, busy.status, busy.current_job_id) == (first.pid, "busy", job["id"])
     os.kill(first.pid, signal.SIGKILL)
@@ -380,22 +366,7 @@ def test_kill_9_with_no_attempt_left_fails_the_job_and_leaves_nothing_running(tm
 
 def test_a_crashed_last_attempt_fails_its_open_trials_with_the_real_reason(tmp_path):
     db = f"sqlite:///{tmp_path / 'ps.db'}"
-    job = json.loads(
-        cli(
-            "submit",
-            *TINY,
-            "--trials",
-            "2",
-            "--epochs",
-            "1",
-            "--concurrency",
-            "2",
-            "--max-attempts",
-            "1",
-            "--json",
-            db=db,
-        ).stdout
-    )
+    job = _submit(db, "--trials", "2", "--epochs", "1", "--concurrency", "2", "--max-attempts", "1")
     # the artifact folder is a file: filing the first trial's weights crashes the attempt
     # while the other trial still trains
     blocked = tmp_path / "artifacts"
