@@ -156,7 +156,7 @@ class Worker:
         self._take_signals()  # ray.init installs a C++ SIGTERM handler that would kill us
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("signal %s: stopping after handing the running job back", signum)
+        log.warning("signal %s: stopping (a running job is handed back to the queue)", signum)
         self.request_shutdown()
 
     def _storage(self) -> RDBStorage:

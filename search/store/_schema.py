@@ -29,6 +29,7 @@ from search.store._engine import (
     make_engine,
     missing_sqlite_file,
     optuna_storage,
+    sqlite_folder,
     write_engine,
 )
 from search.store._errors import SchemaError, database_errors
@@ -166,7 +167,7 @@ def upgrade(url: str, revision: str = "head") -> str:
 
     Example:
         >>> upgrade("sqlite:///poolstride.db")  # doctest: +SKIP
-        '0002'
+        '0003'
     """
     with database_errors(url):
         _refuse_unknown_revisions(url)
@@ -222,6 +223,9 @@ def _refuse_unknown_revisions(url: str) -> None:
     # Alembic cannot migrate from a revision it does not know (a traceback, after the other
     # schema may have moved already): ask both first, read-only, so a refusal changes nothing.
     if missing_sqlite_file(url):
+        folder = sqlite_folder(url)
+        if folder is not None and not folder.is_dir():  # SQLite says "unable to open"
+            raise SchemaError(f"database {display_url(url)}: folder {str(folder)!r} does not exist")
         return
     engine = make_engine(url, read_only=True)
     try:

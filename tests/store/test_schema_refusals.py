@@ -137,3 +137,14 @@ def test_every_part_of_a_sqlite_url_that_is_not_a_path_is_named() -> None:
         "current folder) or sqlite:////files/x.db (an absolute path)"
     )
     assert normalize_url("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade"), SUBMIT], ids=["db-upgrade", "submit"])
+def test_a_sqlite_file_in_a_missing_folder_is_refused_by_its_folder(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}"
+    assert _refusal(*args, "--db", url) == (
+        f"database {url}: folder {str(tmp_path / 'nowhere')!r} does not exist"
+    )
+    assert list(tmp_path.iterdir()) == []
