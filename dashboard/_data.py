@@ -6,7 +6,7 @@ expires after :data:`TTL_S` seconds; a job's data is keyed by :func:`version` as
 finished job is read once per process and a running one at most every :data:`TTL_S` seconds.
 At 100k candidates, pages ask for the columns and rows they draw, never more.
 
-The database is opened read-only (``make_engine(url, read_only=True)``): a SQLite file with
+The database is opened read-only (``Store(url, read_only=True)``): a SQLite file with
 ``mode=ro``, so its bytes and journal mode stay as they are, PostgreSQL sessions with every
 transaction read-only. A dashboard bug can show wrong figures but can never change a study.
 """
@@ -17,7 +17,6 @@ import time
 from typing import TYPE_CHECKING
 
 import streamlit as st
-from sqlalchemy import Engine
 
 from search.analysis import describe_effect, paired_effects, stage_analysis
 from search.pareto import hypervolume, hypervolume_history, pareto_front
@@ -31,7 +30,6 @@ from search.store import (
     current_revision,
     display_url,
     epochs_frame,
-    make_engine,
     missing_sqlite_file,
     normalize_url,
     resolve_db_url,
@@ -55,7 +53,6 @@ __all__ = [
     "hypervolume_of",
     "jobs",
     "points",
-    "read_only_engine",
     "store",
     "version",
     "workers",
@@ -72,19 +69,6 @@ def database_url() -> str:
     return normalize_url(resolve_db_url(None))
 
 
-def read_only_engine(url: str) -> Engine:
-    """The engine of the dashboard's store on ``url``: it changes nothing in the database and
-    every write through it fails (:func:`search.store.make_engine` with ``read_only``).
-
-    Example:
-        >>> with read_only_engine("sqlite://").connect() as conn:
-        ...     conn.exec_driver_sql("CREATE TABLE t (x)")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        sqlalchemy.exc.OperationalError: ...attempt to write a readonly database...
-    """
-    return make_engine(url, read_only=True)
-
-
 @st.cache_resource(show_spinner=False)
 def store(url: str) -> Store:
     """The read-only :class:`Store` on ``url``, one per process (its engine pools connections).
@@ -98,7 +82,7 @@ def store(url: str) -> Store:
             f"database {display_url(url)} does not exist: run "
             "`poolstride db upgrade`, or pass the right --db"
         )
-    return Store(read_only_engine(url))
+    return Store(url, read_only=True)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

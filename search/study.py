@@ -157,8 +157,6 @@ class JobStudy:
             else:
                 self._fail(trial.number, reason)
         for row in store.list_candidates(job_id, state="running"):
-            if row.trial_number >= len(trials):
-                continue
             trial = trials[row.trial_number]
             if trial.state.is_finished():
                 # a complete trial trained every epoch; one that stopped early got as far as

@@ -155,25 +155,22 @@ def missing_sqlite_file(url: str) -> bool:
         >>> missing_sqlite_file("sqlite:////no/such/dir/x.db"), missing_sqlite_file("sqlite://")
         (True, False)
     """
-    folder = sqlite_folder(url)
-    if folder is None:
-        return False
-    path = folder / Path(str(_parse(url).database)).name
-    return not path.exists() or path.stat().st_size == 0
+    path = sqlite_path(url)
+    return path is not None and (not path.exists() or path.stat().st_size == 0)
 
 
-def sqlite_folder(url: str) -> Path | None:
-    """The folder of the SQLite file ``url`` names; ``None`` for other databases and memory.
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names; ``None`` for other databases and in-memory ones.
 
     Example:
-        >>> sqlite_folder("sqlite:////data/ps.db"), sqlite_folder("sqlite://")
-        (PosixPath('/data'), None)
+        >>> sqlite_path("sqlite:////data/ps.db"), sqlite_path("sqlite://")
+        (PosixPath('/data/ps.db'), None)
     """
     parsed = _parse(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
-    return Path(database).parent
+    return Path(database)
 
 
 def write_engine(engine: Engine) -> Engine:

@@ -29,7 +29,7 @@ from search.store._engine import (
     make_engine,
     missing_sqlite_file,
     optuna_storage,
-    sqlite_folder,
+    sqlite_path,
     write_engine,
 )
 from search.store._errors import SchemaError, database_errors
@@ -223,7 +223,8 @@ def _refuse_unknown_revisions(url: str) -> None:
     # Alembic cannot migrate from a revision it does not know (a traceback, after the other
     # schema may have moved already): ask both first, read-only, so a refusal changes nothing.
     if missing_sqlite_file(url):
-        folder = sqlite_folder(url)
+        path = sqlite_path(url)
+        folder = path.parent if path is not None else None
         if folder is not None and not folder.is_dir():  # SQLite says "unable to open"
             raise SchemaError(f"database {display_url(url)}: folder {str(folder)!r} does not exist")
         return

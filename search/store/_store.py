@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, inspect, or_, select, text
+from sqlalchemy import Engine, and_, bindparam, delete, func, inspect, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -358,9 +358,8 @@ class Store:
                             "SELECT j.id FROM ps_jobs j "
                             "JOIN studies st ON st.study_name = j.study_name "
                             "JOIN trials t ON t.study_id = st.study_id "
-                            "WHERE t.state = 'RUNNING' AND j.status IN "
-                            f"({', '.join(repr(v) for v in FINAL_STATUSES)})"
-                        )
+                            "WHERE t.state = 'RUNNING' AND j.status IN :ended"
+                        ).bindparams(bindparam("ended", list(FINAL_STATUSES), expanding=True))
                     )
                 )
             jobs = s.scalars(select(Job).where(Job.id.in_(ids)).order_by(Job.id)).all()

@@ -21,7 +21,6 @@ from streamlit.testing.v1 import AppTest
 import dashboard._data
 import search.query
 import search.store
-from dashboard._data import read_only_engine
 from dashboard.tables import fmt_time
 from search.analysis import describe_effect, paired_effects, stage_analysis
 from search.config import JobConfig
@@ -396,14 +395,11 @@ def _one_candidate_job(store: Store, arch: ArchSpec, facts: DatasetFacts | None)
 
 
 def test_the_database_is_read_only(db_url: str) -> None:
-    engine = read_only_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT COUNT(*) FROM ps_jobs")).scalar_one() == 0
-        with pytest.raises(DBAPIError, match=r"(?i)read.only|readonly"), engine.begin() as conn:
-            conn.execute(text("DELETE FROM ps_jobs"))
-    finally:
-        engine.dispose()
+    engine = dashboard._data.store(db_url).engine
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM ps_jobs")).scalar_one() == 0
+    with pytest.raises(DBAPIError, match=r"(?i)read.only|readonly"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM ps_jobs"))
 
 
 def test_a_database_without_schema_is_one_error(
