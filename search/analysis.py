@@ -175,7 +175,8 @@ def paired_effects(
     candidates are grouped by all their other stage parameters; each group that holds both
     values is one pair (repeated architectures are averaged first). Per pair the differences
     ``alternative − baseline`` of ``metric`` and the relative changes of FLOPs and params are
-    taken; the row holds their means and a bootstrap interval of the ``metric`` difference.
+    taken; the row holds their means and a bootstrap interval of the ``metric`` difference
+    (NaN from a single pair, which has no spread to resample).
 
     Returns:
         Columns ``stage``, ``choice``, ``baseline``, ``alternative``, ``pairs``,
@@ -226,7 +227,12 @@ def paired_effects(
                 if both.empty:
                     continue
                 delta = (both["m_b"] - both["m_a"]).to_numpy()
-                lo, hi = bootstrap_ci(delta, resamples=resamples, seed=seed, confidence=confidence)
+                # one pair has no spread to resample: its interval would be a point
+                lo, hi = (
+                    bootstrap_ci(delta, resamples=resamples, seed=seed, confidence=confidence)
+                    if len(delta) >= 2
+                    else (math.nan, math.nan)
+                )
                 rows.append(
                     {
                         "stage": stage,
@@ -259,7 +265,7 @@ def paired_effects(
 def describe_effect(row: Mapping[str, Any], *, metric: str = "val_acc") -> str:
     """One sentence for a row of :func:`paired_effects`.
 
-    ``± Y`` is half the width of the bootstrap interval.
+    ``± Y`` is half the width of the bootstrap interval; a single pair gets none.
 
     Example:
         >>> print(describe_effect({"stage": 2, "choice": "downsample", "baseline": "max",
@@ -271,15 +277,18 @@ def describe_effect(row: Mapping[str, Any], *, metric: str = "val_acc") -> str:
         and FLOPs by -37.5% (7 pairs)
     """
     delta = float(row[f"delta_{metric}"])
-    half = (float(row[f"delta_{metric}_hi"]) - float(row[f"delta_{metric}_lo"])) / 2
+    # no interval: NaN in a frame, None in JSON records
+    bounds = [row[f"delta_{metric}_{end}"] for end in ("lo", "hi")]
+    half = (float(bounds[1]) - float(bounds[0])) / 2 if None not in bounds else math.nan
     pairs = int(row["pairs"])
     # "strided instead of max" needs no name; "5 instead of 3" does: "kernel 5 instead of 3"
     kind = "" if row["choice"] == "downsample" else f"{row['choice']} "
     what = f"{kind}{row['alternative']} instead of {row['baseline']}"
+    spread = f" ± {half:.4f}" if math.isfinite(half) else ""
+    basis = f"{pairs} pairs" if pairs != 1 else "1 pair: too few for an interval"
     return (
-        f"stage {row['stage']}: {what} changes {metric} by {delta:+.4f} ± {half:.4f} and "
-        f"FLOPs by {float(row['flops_change_pct']):+.1f}% "
-        f"({pairs} pair{'s' * (pairs != 1)})"
+        f"stage {row['stage']}: {what} changes {metric} by {delta:+.4f}{spread} and "
+        f"FLOPs by {float(row['flops_change_pct']):+.1f}% ({basis})"
     )
 
 

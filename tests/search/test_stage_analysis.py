@@ -8,6 +8,7 @@ import pytest
 from _known import frame_rows
 
 from search.analysis import bootstrap_ci, describe_effect, paired_effects, stage_analysis
+from search.query import to_records
 
 
 def known() -> pd.DataFrame:
@@ -95,3 +96,27 @@ def test_large_groups_use_the_normal_interval() -> None:
     lo, hi = bootstrap_ci(values)
     half = 1.959963984540054 * values.std(ddof=1) / np.sqrt(len(values))
     assert (lo, hi) == (pytest.approx(values.mean() - half), pytest.approx(values.mean() + half))
+
+
+def test_a_single_pair_gets_an_effect_but_no_interval() -> None:
+    # trials 2 (0.85) and 3 (0.86) differ in s1.downsample only: drop pair A (trials 0, 1, 7)
+    rows = known()
+    effects = paired_effects(rows[~rows["trial"].isin([0, 1, 7])])
+    ds = effects[(effects.choice == "downsample") & (effects.stage == 1)].iloc[0]
+    assert ds["pairs"] == 1 and ds["delta_val_acc"] == pytest.approx(0.01)
+    assert np.isnan(ds["delta_val_acc_lo"]) and np.isnan(ds["delta_val_acc_hi"])
+    assert describe_effect(ds.to_dict()) == (
+        "stage 1: strided instead of max changes val_acc by +0.0100 and FLOPs by -40.0% "
+        "(1 pair: too few for an interval)"
+    )
+
+
+def test_the_sentence_of_a_json_record_without_interval() -> None:
+    rows = known()
+    [record] = [
+        r
+        for r in to_records(paired_effects(rows[~rows["trial"].isin([0, 1, 7])]))
+        if r["choice"] == "downsample"
+    ]
+    assert record["delta_val_acc_lo"] is None
+    assert describe_effect(record).endswith("(1 pair: too few for an interval)")
