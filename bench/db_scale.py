@@ -218,7 +218,7 @@ def main() -> None:
 
     print(
         f"pareto:  {pareto_s:.3f} s  ({pareto_s / TARGET_S:.2f}x the {TARGET_S:.0f} s target)"
-        f"  front {len(front.rows)} of {front.complete:,}, hypervolume "
+        f"  front {len(front.members)} of {front.complete:,}, hypervolume "
         f"{front.hypervolume:.4f}"
     )
     print(

@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from search.analysis import describe_effect, paired_effects, stage_analysis
-from search.pareto import hypervolume, hypervolume_history, pareto_front
-from search.query import count_candidates, load_candidates, stage_columns
+from search.analysis import (
+    ablation_effects,
+    describe_effect,
+    paired_effects,
+    recommendations,
+    stage_analysis,
+)
+from search.pareto import architecture_means, hypervolume_history
+from search.query import Front, count_candidates, load_candidates, load_front, stage_columns
 from search.store import (
     JobInfo,
     SchemaError,
@@ -48,12 +54,14 @@ __all__ = [
     "count",
     "database_url",
     "epochs",
-    "front_trials",
+    "front",
     "hypervolume_curve",
-    "hypervolume_of",
     "jobs",
+    "means",
+    "means_rows",
     "points",
     "store",
+    "verdicts",
     "version",
     "workers",
 ]
@@ -170,38 +178,50 @@ def count(url: str, job_id: int, version: str, where: tuple[str, ...] = ()) -> i
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
-def front_trials(
-    url: str, job_id: int, version: str, objectives: tuple[str, ...]
-) -> tuple[int, ...]:
-    """Trial numbers of the Pareto front of the job's complete candidates, best first by the
-    first objective: :func:`search.pareto.pareto_front` over the same complete rows that
-    ``poolstride pareto`` (:func:`search.query.load_front`) reads."""
-    front = pareto_front(points(url, job_id, version, objectives), objectives)
-    return tuple(int(t) for t in front["trial"])
-
-
-@st.cache_data(max_entries=_FRAMES, show_spinner=False)
-def hypervolume_of(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> float:
-    """The hypervolume of the job's front (:func:`search.pareto.hypervolume`), as
-    ``poolstride pareto`` reports it."""
-    return hypervolume(points(url, job_id, version, objectives), objectives)
+def front(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> Front:
+    """The job's front of per-architecture means and its hypervolume, as ``poolstride pareto``
+    reports them (:func:`search.query.load_front`): the front's rows, best first by the
+    first objective, then those whose mean fell off it (``on_front`` false)."""
+    return load_front(store(url), job_id, objectives)
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
 def points(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> pd.DataFrame:
-    """Every complete candidate with the objectives and the metrics a point's hover shows;
-    no stage columns, so it stays a narrow read at 100k candidates."""
-    wanted = tuple(dict.fromkeys((*objectives, *POINT_METRICS)))
+    """Every complete candidate with the objectives, the metrics a point's hover shows and
+    what groups it by architecture and seed; no stage columns, so it stays a narrow read at
+    100k candidates."""
+    wanted = tuple(dict.fromkeys((*objectives, *POINT_METRICS, "arch_hash", "seed")))
     return load_candidates(store(url), job_id, where=("state=complete",), columns=wanted)
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def means(url: str, job_id: int, version: str, objectives: tuple[str, ...]) -> pd.DataFrame:
+    """One row per complete architecture, its measured metrics averaged over its seeds
+    (:func:`search.pareto.architecture_means` of :func:`points`), in trial order."""
+    return architecture_means(points(url, job_id, version, objectives), objectives)
+
+
+def means_rows(
+    url: str, job_id: int, version: str, objectives: tuple[str, ...], trials: tuple[int, ...]
+) -> pd.DataFrame:
+    """Full rows (stage choices, every column) of the architectures whose first trial is in
+    ``trials``, with their metrics the means over seeds of :func:`means`: what a page draws
+    for architectures it picked from the narrow means."""
+    mean = means(url, job_id, version, objectives)
+    mean = mean[mean["trial"].isin(trials)]
+    rows = candidates(url, job_id, version, trials=trials)
+    kept = [c for c in rows.columns if c == "trial" or c not in mean.columns]
+    return rows[kept].merge(mean, on="trial")
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
 def hypervolume_curve(
     url: str, job_id: int, version: str, objectives: tuple[str, ...]
 ) -> pd.DataFrame:
-    """Hypervolume and front size after each complete trial
-    (:func:`search.pareto.hypervolume_history`)."""
-    return hypervolume_history(points(url, job_id, version, objectives), objectives)
+    """Hypervolume and front size as each architecture's first trial ends, over the means
+    (:func:`search.pareto.hypervolume_history` of :func:`means`): its last value is the
+    front's hypervolume."""
+    return hypervolume_history(means(url, job_id, version, objectives), objectives)
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)
@@ -216,6 +236,28 @@ def analysis(
     effects = paired_effects(frame)
     effects["sentence"] = [describe_effect(row) for row in effects.to_dict("records")]
     return stage_analysis(frame, objectives=objectives), effects
+
+
+@st.cache_data(max_entries=_FRAMES, show_spinner=False)
+def verdicts(
+    url: str,
+    job_id: int,
+    version: str,
+    n_stages: int,
+    references: tuple[int, ...],
+    cost: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The one-choice effects around ``references`` (:func:`search.analysis.ablation_effects`,
+    the primary reference first) and the per-stage recommendations around the primary one
+    (:func:`search.analysis.recommendations`), as ``poolstride analyze`` and the report say
+    them, from one read of the columns they need."""
+    wanted = (
+        *stage_columns(n_stages),
+        *dict.fromkeys(("val_acc", "flops", "params", cost, "arch_hash", "seed")),
+    )
+    frame = candidates(url, job_id, version, where=("state=complete",), columns=wanted)
+    effects = ablation_effects(frame, references=references, cost=cost)
+    return effects, recommendations(frame, effects, cost=cost)
 
 
 @st.cache_data(max_entries=_FRAMES, show_spinner=False)

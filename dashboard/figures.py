@@ -1,5 +1,6 @@
 """The dashboard's plotly figures, built from data without Streamlit: the Pareto scatter and
-front, the hypervolume curve, the per-stage panels and the learning curves.
+front, the hypervolume curve, the per-stage panels, the forest plot of one-choice effects and
+the learning curves.
 
 Each function takes the rows a page read and returns a :class:`plotly.graph_objects.Figure`;
 the page only places it. Tests assert on the returned traces directly.
@@ -7,7 +8,7 @@ the page only places it. Tests assert on the returned traces directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from search.objectives import direction
-from search.vocabulary import DOWNSAMPLES, SKIPS, STAGE_CHOICES
+from search.vocabulary import DOWNSAMPLES, SKIPS, STAGE_CHOICES, VERDICTS, Verdict
 
 __all__ = [
     "FRONT_LINE",
@@ -24,10 +25,13 @@ __all__ = [
     "MODEBAR_ROOM_PX",
     "PALETTE",
     "STAGE_ROWS",
+    "VERDICT_COLOURS",
     "WEBGL_FROM",
     "arch_text",
     "colour_map",
     "curves_figure",
+    "effect_label",
+    "forest_figure",
     "hypervolume_figure",
     "off_front_sample",
     "pareto_figure",
@@ -51,6 +55,14 @@ STAGE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("front_share", "front share", "#2ca02c"),
     ("flops_mean", "mean FLOPs", "#7f7f7f"),
 )
+# What a verdict looks like in the forest plot: the two that state a sign in strong colours,
+# the two that do not in muted ones.
+VERDICT_COLOURS: dict[Verdict, str] = {
+    "better": "#2ca02c",
+    "worse": "#d62728",
+    "no detectable difference": "#7f7f7f",
+    "too few seeds": "#ff7f0e",
+}
 # The words of a choice in the search space's order; numbers (kernel, width, depth) sort.
 _ORDERS: dict[str, tuple[str, ...]] = {"downsample": DOWNSAMPLES, "skip": SKIPS}
 _HOVER = (
@@ -135,7 +147,33 @@ def _custom(frame: pd.DataFrame) -> list[list[Any]]:
         frame["flops"],
         frame["params"],
     ]
+    if "n" in frame.columns:  # per-architecture means: how many seeds each is the mean of
+        cols.append(frame["n"])
     return pd.concat(cols, axis=1).to_numpy().tolist()
+
+
+def _hover(frame: pd.DataFrame) -> str:
+    if "n" not in frame.columns:
+        return _HOVER
+    return _HOVER.replace("<extra>", "<br>means of %{customdata[6]} seeds<extra>")
+
+
+def _spread(frame: pd.DataFrame, x: str, y: str) -> dict[str, Any]:
+    """Error bars of one standard deviation over seeds on each axis whose metric has a
+    ``{metric}_std`` column (:func:`search.pareto.architecture_means`); none where it has not.
+
+    One seed has no spread (``NaN``): its bar is of zero length, so the point stands alone.
+    """
+    bars = {}
+    for axis, metric in (("error_x", x), ("error_y", y)):
+        if f"{metric}_std" in frame.columns:
+            bars[axis] = {
+                "type": "data",
+                "array": frame[f"{metric}_std"].fillna(0.0).tolist(),
+                "thickness": 1,
+                "width": 3,
+            }
+    return bars
 
 
 def pareto_figure(
@@ -149,9 +187,15 @@ def pareto_figure(
     so the colouring holds on the front too. Every point's hover names its trial, its
     architecture and its metrics.
 
+    Rows may be per-architecture means (:func:`search.pareto.architecture_means`): a metric
+    with a ``{metric}_std`` column gets error bars of one standard deviation over seeds, and
+    the hover says how many seeds (``n``) a point is the mean of. Front rows whose
+    ``on_front`` is false (members of the replicate-0 front whose mean fell off it) are drawn
+    apart as open diamonds, off the staircase.
+
     Args:
         off_front: Candidate rows (trial, stage columns, metrics) not on the front.
-        front: The front's candidate rows.
+        front: The front's candidate rows, optionally with an ``on_front`` column.
 
     Example:
         >>> row = {"trial": 0, "s1.downsample": "max", "s1.kernel": 3, "s1.skip": "none",
@@ -162,7 +206,11 @@ def pareto_figure(
         >>> [(t.name, t.showlegend) for t in fig.data]
         [('Pareto front', None), ('s1.downsample=max on the front', True)]
     """
-    both = pd.concat([off_front, front])
+    fallen = front.iloc[:0]
+    if "on_front" in front.columns:
+        fallen = front[~front["on_front"].astype(bool)]
+        front = front[front["on_front"].astype(bool)]
+    both = pd.concat([off_front, front, fallen])
     if color_by is None:
         colours = {None: PALETTE[0]}
         groups = [("candidates", None)]
@@ -190,7 +238,8 @@ def pareto_figure(
                 legendgroup=name,
                 marker={"size": 7, "opacity": 0.6, "color": colours[value]},
                 customdata=_custom(group),
-                hovertemplate=_HOVER,
+                hovertemplate=_hover(group),
+                **_spread(group, x, y),
             )
         )
     line = front.sort_values([x, y])
@@ -225,7 +274,26 @@ def pareto_figure(
                     "line": {"width": 1.5, "color": FRONT_OUTLINE},
                 },
                 customdata=_custom(group),
-                hovertemplate=_HOVER,
+                hovertemplate=_hover(group),
+                **_spread(group, x, y),
+            )
+        )
+    if not fallen.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=fallen[x],
+                y=fallen[y],
+                mode="markers",
+                name="fell off the front by its mean",
+                marker={
+                    "size": 12,
+                    "symbol": "diamond-open",
+                    "color": FRONT_OUTLINE,
+                    "line": {"width": 1.5},
+                },
+                customdata=_custom(fallen),
+                hovertemplate=_hover(fallen),
+                **_spread(fallen, x, y),
             )
         )
     fig.update_layout(
@@ -344,20 +412,129 @@ def stage_figure(stage: int, rows: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def curves_figure(epochs: pd.DataFrame) -> go.Figure:
+def effect_label(row: Mapping[str, Any], *, with_reference: bool = False) -> str:
+    """The forest plot's name of one effect (a row of
+    :func:`search.analysis.ablation_effects`): stage, the alternative and what it replaces,
+    and the reference trial where effects around several references share the plot.
+
+    Example:
+        >>> effect_label({"stage": 1, "choice": "downsample", "from": "max", "to": "strided"})
+        's1 strided vs max'
+        >>> effect_label({"stage": 2, "choice": "kernel", "from": 3, "to": 5, "reference": 4},
+        ...              with_reference=True)
+        's2 kernel 5 vs 3 · ref 4'
+    """
+    # "strided vs max" needs no name; "5 vs 3" does: "kernel 5 vs 3"
+    kind = "" if row["choice"] == "downsample" else f"{row['choice']} "
+    label = f"s{row['stage']} {kind}{row['to']} vs {row['from']}"
+    return f"{label} · ref {row['reference']}" if with_reference else label
+
+
+def _effect_order(effects: pd.DataFrame) -> pd.DataFrame:
+    """Stage by stage, choices in the space's order, alternatives in their vocabulary's order
+    (numbers ascending); an effect measured around several references keeps their order, so
+    its rows sit together and their signs can be compared at a glance."""
+
+    def rank(row: Mapping[str, Any]) -> tuple[int, int, int, float]:
+        order = _ORDERS.get(str(row["choice"]))
+        to = row["to"]
+        place = order.index(to) if order and to in order else 0
+        number = float(to) if order is None else 0.0
+        return int(row["stage"]), STAGE_CHOICES.index(row["choice"]), place, number
+
+    keys = [rank(row) for row in effects.to_dict("records")]
+    return effects.iloc[sorted(range(len(effects)), key=keys.__getitem__)]
+
+
+def forest_figure(effects: pd.DataFrame) -> go.Figure:
+    """Every one-choice effect (:func:`search.analysis.ablation_effects`' rows) as a row: the
+    seed-paired difference in ``val_acc`` (percentage points) against the reference, its
+    95 % t-interval as an error bar, coloured by verdict (:data:`VERDICT_COLOURS`, one trace
+    and legend entry per verdict), and a zero line. An effect with too few seeds for an
+    interval is an open marker with no bar: an interval from fewer than three seeds is never
+    drawn. The hover is the effect's sentence (``text``).
+
+    Example:
+        >>> row = {"stage": 1, "choice": "downsample", "from": "max", "to": "strided",
+        ...        "reference": 3, "n": 3, "delta": -0.006, "ci_low": -0.011,
+        ...        "ci_high": -0.001, "verdict": "worse", "text": "stage 1: ..."}
+        >>> fig = forest_figure(pd.DataFrame([row]))
+        >>> [(t.name, list(t.y), [round(float(v), 1) for v in t.x]) for t in fig.data]
+        [('worse', ['s1 strided vs max'], [-0.6])]
+    """
+    ordered = _effect_order(effects)
+    several = ordered["reference"].nunique() > 1
+    labels = [effect_label(row, with_reference=several) for row in ordered.to_dict("records")]
+    ordered = ordered.assign(label=labels, points=ordered["delta"] * 100)
+    fig = go.Figure()
+    for verdict in VERDICTS:
+        part = ordered[ordered["verdict"] == verdict]
+        if part.empty:
+            continue
+        interval = verdict != "too few seeds"
+        fig.add_trace(
+            go.Scatter(
+                x=part["points"],
+                y=part["label"],
+                mode="markers",
+                name=verdict,
+                marker={
+                    "size": 10,
+                    "color": VERDICT_COLOURS[verdict],
+                    "symbol": "circle" if interval else "circle-open",
+                    "line": {"width": 2},
+                },
+                error_x=(
+                    {
+                        "type": "data",
+                        "symmetric": False,
+                        "array": ((part["ci_high"] - part["delta"]) * 100).tolist(),
+                        "arrayminus": ((part["delta"] - part["ci_low"]) * 100).tolist(),
+                        "thickness": 2,
+                    }
+                    if interval
+                    else None
+                ),
+                customdata=part[["text", "n"]].to_numpy(),
+                hovertemplate="%{customdata[0]}<br>%{customdata[1]} seeds<extra></extra>",
+            )
+        )
+    fig.add_vline(x=0, line={"color": FRONT_LINE, "width": 1, "dash": "dot"})
+    fig.update_yaxes(
+        type="category", categoryorder="array", categoryarray=labels, autorange="reversed"
+    )
+    fig.update_layout(
+        # one row of about 26 px per effect, room for the axis title and the legend
+        height=max(260, 130 + 26 * len(labels)),
+        margin=_MARGIN,
+        xaxis_title="val_acc of the variant − the reference, points (95 % t-interval over seeds)",
+        xaxis={"zeroline": False},
+        legend={"orientation": "h", "y": -0.2, "title": {"text": "verdict"}},
+    )
+    return fig
+
+
+def curves_figure(epochs: pd.DataFrame, *, names: Mapping[int, str] | None = None) -> go.Figure:
     """Validation accuracy per epoch, one line per trial (:func:`search.store.epochs_frame`'s
-    columns ``trial_number``, ``epoch``, ``val_acc``), in trial order.
+    columns ``trial_number``, ``epoch``, ``val_acc``), in trial order; a line is named
+    ``trial N`` unless ``names`` names it.
 
     Example:
         >>> frame = pd.DataFrame({"trial_number": [2, 1], "epoch": [1, 1], "val_acc": [0.5, 0.4]})
         >>> [t.name for t in curves_figure(frame).data]
         ['trial 1', 'trial 2']
+        >>> [t.name for t in curves_figure(frame, names={2: "reference"}).data]
+        ['trial 1', 'reference']
     """
+    names = names or {}
     fig = go.Figure()
     for trial, curve in epochs.groupby("trial_number", sort=True):
         fig.add_trace(
             go.Scatter(
-                x=curve["epoch"], y=curve["val_acc"], mode="lines+markers", name=f"trial {trial}"
+                x=curve["epoch"],
+                y=curve["val_acc"],
+                mode="lines+markers",
+                name=names.get(int(trial), f"trial {trial}"),
             )
         )
     fig.update_layout(

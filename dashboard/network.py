@@ -1,5 +1,6 @@
 """One candidate's network part by part, computed without Streamlit: its parts and their costs,
-the Architecture page's table and Graphviz diagram of them, and the diff of two candidates.
+the Architecture page's table and Graphviz diagram of them, the same diagram as plain HTML for
+the report (which must open without Graphviz), and the diff of two candidates.
 
 The class count, which sets the head's cost, is what the job recorded (:func:`class_count`);
 where it is unknown the head's parameters and FLOPs are left blank rather than guessed.
@@ -7,6 +8,7 @@ where it is unknown the head's parameters and FLOPs are left blank rather than g
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +23,11 @@ from search.store import JobInfo
 from search.vocabulary import METRICS
 
 __all__ = [
+    "NETWORK_CSS",
     "Part",
     "class_count",
     "diagram",
+    "diagram_html",
     "diff_table",
     "parts",
     "parts_table",
@@ -181,6 +185,42 @@ def diagram(network: Sequence[Part], input_shape: Sequence[int]) -> str:
         + "\n".join(nodes)
         + f"\n{chain}; }}"
     )
+
+
+# The look of :func:`diagram_html`'s boxes: a page that includes its markup includes this once.
+NETWORK_CSS = """
+.ps-net { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; }
+.ps-part { border: 1px solid #888; border-radius: 6px; padding: 6px 8px; font-size: 12px;
+           line-height: 1.35; background: #fafafa; }
+.ps-part b { display: block; font-size: 13px; }
+.ps-part .ps-cost { color: #555; }
+.ps-arrow { color: #888; font-size: 18px; }
+"""
+
+
+def diagram_html(network: Sequence[Part], input_shape: Sequence[int]) -> str:
+    """:func:`diagram` as HTML boxes (styled by :data:`NETWORK_CSS`), input → stem → stages →
+    head left to right, each with its ops, output size, parameters and FLOPs: what a page
+    shows where Graphviz cannot run, such as a report opened offline.
+
+    Example:
+        >>> arch = ArchSpec.from_row({"s1.downsample": "avg", "s1.kernel": 3, "s1.skip": "none",
+        ...                 "s1.width": 8, "s1.depth": 1})
+        >>> page = diagram_html(parts(arch, (1, 8, 8), 10), (1, 8, 8))
+        >>> page.count('class="ps-part"'), "avg-pool 2×2" in page
+        (4, True)
+    """
+    chan, h, w = input_shape
+    boxes = [f'<div class="ps-part"><b>input</b>{chan}×{h}×{w}</div>']
+    for p in network:
+        ops = "<br>".join(html.escape(op) for op in p.ops)
+        boxes.append(
+            f'<div class="ps-part"><b>{html.escape(p.name)}</b>{ops}<br>out {p.output}'
+            f'<br><span class="ps-cost">{fmt_int(p.params)} params · '
+            f"{fmt_int(p.flops)} FLOPs</span></div>"
+        )
+    arrow = '<span class="ps-arrow">→</span>'
+    return f'<div class="ps-net">{arrow.join(boxes)}</div>'
 
 
 def diff_table(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """The dashboard's tables, computed without Streamlit: number and time formats, the queue's job
-and worker tables, and the column order of the Trials table.
+and worker tables with each job's phase, the column order of the Trials table, and the words
+around the verdicts (shared by the Stages page and the report).
 
 Pages pass what they read to these functions and render the result; tests call them directly.
 """
@@ -7,7 +8,7 @@ Pages pass what they read to these functions and render the result; tests call t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from search.query import parse_sort, parse_where
 from search.space import SpaceConfig
-from search.store import JobInfo, WorkerInfo
+from search.store import JobInfo, PhaseProgress, WorkerInfo
 from search.vocabulary import STAGE_KEYS
 
 __all__ = [
@@ -24,10 +25,15 @@ __all__ = [
     "fmt_int",
     "fmt_time",
     "fmt_value",
+    "half_width_note",
     "job_errors",
     "jobs_table",
     "lost_warning",
+    "phase_now",
+    "phases_text",
+    "skipped_lines",
     "trials_columns",
+    "verdict_references",
     "workers_table",
 ]
 
@@ -79,6 +85,43 @@ def fmt_value(value: Any) -> str:
     return f"{value:.4f}"
 
 
+def phase_now(job: JobInfo) -> PhaseProgress | None:
+    """The phase a job is in: the first whose trials have not all ended (a phase not yet
+    planned has not), else its last; ``None`` for a job that reports no phases.
+
+    The search ends when its budget of results is met (failed trials are replaced); a planned
+    phase when each of its trials completed or failed.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> phases = (PhaseProgress("search", 12, 12, 1), PhaseProgress("confirm", 4, 6, 0),
+        ...           PhaseProgress("ablate", 0, None, 0))
+        >>> phase_now(SimpleNamespace(phases=phases)).name
+        'confirm'
+    """
+    for phase in job.phases:
+        ended = phase.done if phase.name == "search" else phase.done + phase.failed
+        if phase.total is None or ended < phase.total:
+            return phase
+    return job.phases[-1] if job.phases else None
+
+
+def phases_text(job: JobInfo) -> str:
+    """Every phase's progress in one line, ``?`` for the total of a phase not yet planned.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> phases_text(SimpleNamespace(phases=(PhaseProgress("search", 12, 12, 1),
+        ...                                     PhaseProgress("ablate", 0, None, 0))))
+        'search 12/12 (1 failed) · ablate 0/?'
+    """
+    return " · ".join(
+        f"{p.name} {p.done}/{'?' if p.total is None else p.total}"
+        + (f" ({p.failed} failed)" if p.failed else "")
+        for p in job.phases
+    )
+
+
 def jobs_table(jobs: Sequence[JobInfo]) -> pd.DataFrame:
     """The Queue page's job table, newest job first.
 
@@ -98,6 +141,8 @@ def jobs_table(jobs: Sequence[JobInfo]) -> pd.DataFrame:
                 "priority": j.priority,
                 "progress": j.trials_done / j.trials_total if j.trials_total else 0.0,
                 "trials": f"{j.trials_done}/{j.trials_total}",
+                "phase": getattr(phase_now(j), "name", ""),
+                "phases": phases_text(j),
                 "attempts": f"{j.attempts}/{j.max_attempts}",
                 "worker": j.worker_id or "",
                 "created": fmt_time(j.created_at),
@@ -113,6 +158,8 @@ def jobs_table(jobs: Sequence[JobInfo]) -> pd.DataFrame:
             "priority",
             "progress",
             "trials",
+            "phase",
+            "phases",
             "attempts",
             "worker",
             "created",
@@ -221,3 +268,62 @@ def trials_columns(
     first = ["trial", *named, *KEY_METRICS, "state"]
     rest = [c for c in available if c not in fixed and c != "candidate_id"]
     return [c for c in dict.fromkeys([*first, *rest]) if c in available]
+
+
+def half_width_note(effects: pd.DataFrame) -> str | None:
+    """What the verdicts' intervals can resolve: the typical (median) half-width of the
+    effects' 95 % intervals, in points, as the effect that would be detected about half the
+    time; ``None`` when no effect has an interval.
+
+    Example:
+        >>> half_width_note(pd.DataFrame({"half_width": [0.004, 0.006, float("nan")]}))
+        'An effect of about ±0.5 pt would be detected about half the time.'
+    """
+    widths = effects["half_width"].dropna()
+    if widths.empty:
+        return None
+    return (
+        f"An effect of about ±{widths.median() * 100:.1f} pt would be detected about half the time."
+    )
+
+
+def skipped_lines(skipped: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per variant an ablation did not train, as its plan records them.
+
+    Example:
+        >>> skipped_lines([{"stage": 1, "choice": "kernel", "value": 5,
+        ...                 "reason": "the space excludes kernel 5 at stage 1"}])
+        ['stage 1: kernel 5: the space excludes kernel 5 at stage 1']
+    """
+    return [f"stage {s['stage']}: {s['choice']} {s['value']}: {s['reason']}" for s in skipped]
+
+
+def verdict_references(job: JobInfo) -> tuple[tuple[int, ...], str | None]:
+    """The reference trials of the job's ablation, the primary one first, or why it has none
+    to show verdicts around: it ran no ablation (and how to get one), the ablation is not
+    planned yet, or it had no reference to vary (a ``--reference`` trial that did not
+    complete). Markdown: commands in backticks.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> job = SimpleNamespace(config=SimpleNamespace(ablate="all"),
+        ...                       plan={"ablate": {"references": [12, 3], "skipped": []}})
+        >>> verdict_references(job)
+        ((12, 3), None)
+        >>> verdict_references(SimpleNamespace(config=job.config, plan=None))[1]
+        'The ablation is not planned yet: it follows the search and its confirmation.'
+    """
+    if job.config.ablate == "none":
+        return (), (
+            "This job ran no ablation, so no effect was measured. Submit it again with "
+            "`--ablate downsample` or `--ablate all` (and `--seeds 3` or more, for intervals) "
+            "to get a verdict on each alternative stage choice; the result cache makes what "
+            "this job trained free."
+        )
+    planned = (job.plan or {}).get("ablate")
+    if planned is None:
+        return (), "The ablation is not planned yet: it follows the search and its confirmation."
+    references = tuple(int(t) for t in planned.get("references", []))
+    if not references:
+        return (), "The ablation had no reference architecture to vary."
+    return references, None

@@ -1,13 +1,17 @@
 """The per-stage answer: which downsample, kernel and skip work, stage by stage, with data.
 
-Three views of a job's complete candidates (a frame from :func:`search.query.load_candidates`):
+Views of a job's complete candidates (a frame from :func:`search.query.load_candidates`):
 
+- the verdicts of the job's one-choice ablations, seed-paired against a reference
+  architecture: :func:`ablation_effects`, :func:`recommendations` and
+  :func:`describe_verdict` (from :mod:`search.verdicts`, re-exported here);
 - :func:`stage_analysis`: for every stage and every value of ``downsample``, ``kernel`` and
   ``skip``: how many candidates, their mean validation accuracy with a 95 % bootstrap
   interval, the share of the Pareto front that has it, mean FLOPs and params;
-- :func:`paired_effects`: where the study holds pairs of architectures that differ in one
-  stage choice only, the mean change that choice makes (matched pairs, so the other stages
-  do not confound it); :func:`describe_effect` says it in one sentence;
+- :func:`paired_effects`, the *matched pairs*: where the study holds pairs of architectures
+  that differ in one stage choice only, the mean change that choice makes (so the other stages
+  do not confound it), whatever seeds trained them; :func:`describe_effect` says it in one
+  sentence;
 - :func:`importances`: Optuna's parameter importances on the job's study.
 
 All of it is deterministic (fixed bootstrap seed) and renders nothing.
@@ -22,8 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from search._frames import complete_rows, stage_numbers
 from search.objectives import DEFAULT_OBJECTIVES
 from search.pareto import pareto_front
+from search.verdicts import (
+    ablation_effects,
+    cost_objective,
+    describe_verdict,
+    recommendations,
+)
 from search.vocabulary import DOWNSAMPLES, KERNELS, SKIPS, STAGE_KEYS
 
 if TYPE_CHECKING:
@@ -33,10 +44,14 @@ if TYPE_CHECKING:
 __all__ = [
     "BOOTSTRAP_MAX_N",
     "CHOICES",
+    "ablation_effects",
     "bootstrap_ci",
+    "cost_objective",
     "describe_effect",
+    "describe_verdict",
     "importances",
     "paired_effects",
+    "recommendations",
     "stage_analysis",
 ]
 
@@ -112,13 +127,13 @@ def stage_analysis(
     """
     import pandas as pd
 
-    used = _usable(df, [metric, *objectives])
+    used = complete_rows(df, [metric, *objectives])
     front = pareto_front(used, objectives)
     # only these three columns of a group are read: selecting them, not whole rows, saves
     # copying every column of 100k candidates for each of the ~30 values
     measured = {key: used[key] for key in (metric, "flops", "params")}
     rows = []
-    for stage in _stages(df):
+    for stage in stage_numbers(df):
         for choice, order in CHOICES.items():
             col = f"s{stage}.{choice}"
             if col not in used.columns:
@@ -189,8 +204,8 @@ def paired_effects(
     """
     import pandas as pd
 
-    used = _usable(df, [metric, "flops", "params"])
-    stages = _stages(df)
+    used = complete_rows(df, [metric, "flops", "params"])
+    stages = stage_numbers(df)
     all_params = [f"s{i}.{k}" for i in stages for k in STAGE_KEYS if f"s{i}.{k}" in used.columns]
     # integer codes per parameter: grouping on one int key is far cheaper than on 15 objects.
     # A missing stage (NaN) gets a code of its own: the -1 sentinel would make _combined's
@@ -335,17 +350,6 @@ def importances(
 # --------------------------------------------------------------------------- internals
 
 
-def _usable(df: pd.DataFrame, needed: Sequence[str]) -> pd.DataFrame:
-    cols = list(dict.fromkeys(needed))
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"column {missing[0]!r} is missing from the candidates")
-    used = df[df[cols].notna().all(axis=1)]
-    if "state" in used.columns:
-        used = used[used["state"] == "complete"]
-    return used
-
-
 def _combined(codes: Sequence[np.ndarray], n: int) -> np.ndarray:
     """One int64 key per row that is equal exactly where all of ``codes`` (factorize codes,
     ``>= 0``) are: their mixed-radix number, re-factorised only when the next digit could
@@ -363,15 +367,6 @@ def _combined(codes: Sequence[np.ndarray], n: int) -> np.ndarray:
         key = key * base + code
         bound *= base
     return key
-
-
-def _stages(df: pd.DataFrame) -> list[int]:
-    found = {
-        int(c[1 : c.index(".")])
-        for c in df.columns
-        if isinstance(c, str) and c.startswith("s") and "." in c and c[1 : c.index(".")].isdigit()
-    }
-    return sorted(found)
 
 
 def _values(column: pd.Series, order: Sequence[Any]) -> list[Any]:

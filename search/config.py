@@ -14,15 +14,16 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
-from search._checks import INT32, SEEDS, Bounds, integer, number
+from search._checks import INT32, SEEDS, Bounds, boolean, integer, number
 from search.artifacts import KEEP_WEIGHTS, KeepWeights
 from search.datasets import DEFAULT_DATASET, dataset_info
 from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
 from search.space import COMMON_KEYS, SpaceConfig, parse_input_shape
 from search.study import SAMPLERS
 from search.training import TrainConfig
+from search.vocabulary import ABLATE_MODES, AblateMode
 
-__all__ = ["LIMITS", "NAME_LENGTH", "JobConfig"]
+__all__ = ["LIMITS", "MAX_REFERENCES", "MAX_SEEDS", "NAME_LENGTH", "TEST_FRACTION", "JobConfig"]
 
 # the TrainConfig fields a job sets, flat among the job keys; the rest keep their defaults
 _TRAIN_KEYS = ("epochs", "batch_size", "lr", "label_smoothing", "augment")
@@ -41,6 +42,13 @@ LIMITS: dict[str, Bounds] = {
 }
 # ps_jobs.name is a String(200)
 NAME_LENGTH = 200
+# replicates per architecture, and references an ablation is repeated around: beyond these a
+# job's extra phases would dwarf its search
+MAX_SEEDS = 100
+MAX_REFERENCES = 20
+# the share of each class the test split holds where a dataset has none of its own; the
+# validation share must leave training examples beside both
+TEST_FRACTION = 0.2
 # C0, DEL and C1 control characters: SQLite stores a NUL where PostgreSQL refuses it, and none
 # belongs in a name that tables print
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -58,6 +66,14 @@ class JobConfig:
     candidates' training settings; in the mapping forms its job keys (``epochs``,
     ``batch_size``, ``lr``, ``label_smoothing``, ``augment``) sit flat among the others.
 
+    After the search phase, ``seeds`` > 1 trains each front member ``seeds - 1`` more times
+    (phase ``confirm``), and ``ablate`` other than ``"none"`` trains the one-choice variants of
+    the reference architecture with as many seeds (phase ``ablate``): ``reference`` ``None``
+    (``"best"`` in the mapping forms) takes the ``references`` front members with the best mean
+    ``val_acc``, a trial number that trial's architecture. ``cache`` looks results up in the
+    results of earlier jobs; ``val_fraction`` is the share of each class held out for
+    validation where the dataset has no split of its own.
+
     Example:
         >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 4},
         ...                              overrides={"epochs": 2, "space": {"stages": 2}})
@@ -65,6 +81,8 @@ class JobConfig:
         ((1, 8, 8), 4, ('val_acc', 'flops'))
         >>> cfg.train.epochs, cfg.train.augment, cfg.to_dict()["epochs"]
         (2, False, 2)
+        >>> cfg.seeds, cfg.ablate, cfg.to_dict()["reference"]
+        (1, 'none', 'best')
         >>> JobConfig.from_dict(cfg.to_dict()) == cfg
         True
     """
@@ -84,6 +102,12 @@ class JobConfig:
     concurrency: int = 2
     max_attempts: int = 3
     keep_weights: KeepWeights = "front"
+    seeds: int = 1
+    ablate: AblateMode = "none"
+    reference: int | None = None
+    references: int = 1
+    cache: bool = True
+    val_fraction: float = 0.1
 
     @classmethod
     def from_mapping(
@@ -171,6 +195,12 @@ class JobConfig:
             objectives = [o.strip() for o in objectives.split(",") if o.strip()]
         if not isinstance(objectives, list | tuple):
             raise ValueError(f"objectives {objectives!r} must be a list of names")
+        reference = _reference(merged["reference"])
+        references = integer("references", merged["references"], minimum=1, maximum=MAX_REFERENCES)
+        if reference is not None and references != 1:
+            raise ValueError(
+                f"references {references} needs reference best: one trial is one reference"
+            )
 
         return cls(
             name=name.strip(),
@@ -188,6 +218,14 @@ class JobConfig:
             concurrency=_int(merged, "concurrency", minimum=1),
             max_attempts=_int(merged, "max_attempts", minimum=1),
             keep_weights=_keep_weights(merged["keep_weights"]),
+            seeds=integer("seeds", merged["seeds"], minimum=1, maximum=MAX_SEEDS),
+            ablate=_ablate(merged["ablate"]),
+            reference=reference,
+            references=references,
+            cache=boolean("cache", merged["cache"]),
+            val_fraction=number(
+                "val_fraction", merged["val_fraction"], positive=True, below=1 - TEST_FRACTION
+            ),
         )
 
     def _check_limits(self) -> None:
@@ -217,6 +255,7 @@ class JobConfig:
             out[f.name] = getattr(self, f.name)
         out["objectives"] = list(self.objectives)
         out["space"] = space_mapping(self.space)
+        out["reference"] = "best" if self.reference is None else self.reference
         return out
 
 
@@ -272,6 +311,21 @@ def _keep_weights(value: object) -> KeepWeights:
     if value not in KEEP_WEIGHTS:
         raise ValueError(f"keep_weights {value!r} must be one of {', '.join(KEEP_WEIGHTS)}")
     return value
+
+
+def _ablate(value: object) -> AblateMode:
+    if value not in ABLATE_MODES:
+        raise ValueError(f"ablate {value!r} must be one of {', '.join(ABLATE_MODES)}")
+    return value
+
+
+def _reference(value: object) -> int | None:
+    """``None`` for the best front member (``"best"``), else a trial number."""
+    if value is None or value == "best":
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"reference {value!r} must be best or a trial number")
+    return integer("reference", value, minimum=0, maximum=INT32.hi)
 
 
 def _shape(shape: tuple[int, int, int]) -> str:

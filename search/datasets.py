@@ -69,10 +69,12 @@ class DatasetFacts:
 
     Stored on the job (``ps_jobs.dataset_facts``), so export and the dashboard read the class
     count, input shape and normalisation without reloading the data or inferring the class count
-    from parameter counts.
+    from parameter counts. ``fingerprint`` identifies the exact splits the job trained and
+    evaluated on (``workers.data.Dataset.fingerprint``; ``None`` in what older workers
+    recorded).
 
     Example:
-        >>> facts = DatasetFacts(10, (1, 8, 8), (0.3,), (0.2,))
+        >>> facts = DatasetFacts(10, (1, 8, 8), (0.3,), (0.2,), fingerprint="9f2c41d07be35a18")
         >>> DatasetFacts.from_dict(facts.to_dict()) == facts
         True
     """
@@ -81,15 +83,19 @@ class DatasetFacts:
     input_shape: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    fingerprint: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """Plain JSON-ready values."""
-        return {
+        """Plain JSON-ready values (``fingerprint`` only when known)."""
+        out: dict[str, object] = {
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
             "mean": list(self.mean),
             "std": list(self.std),
         }
+        if self.fingerprint is not None:
+            out["fingerprint"] = self.fingerprint
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetFacts:
@@ -102,4 +108,5 @@ class DatasetFacts:
             (shape[0], shape[1], shape[2]),
             tuple(float(v) for v in data["mean"]),
             tuple(float(v) for v in data["std"]),
+            None if data.get("fingerprint") is None else str(data["fingerprint"]),
         )

@@ -16,6 +16,11 @@ Hypervolume reference rule (so that numbers are comparable across jobs and over 
   front and the corner (accuracy 0, 1.1 × the largest FLOPs), the largest possible value
   being ``1 × 1.1 = 1.1``.
 
+A job that trains an architecture with several seeds ranks architectures, not trainings:
+:func:`architecture_means` folds each architecture's results into one row of means over its
+seeds, and a job's front (:func:`architecture_front`, :func:`search.query.load_front`) is the
+front of those rows.
+
 Example:
     >>> import pandas as pd
     >>> df = pd.DataFrame({"trial": [0, 1, 2], "val_acc": [0.9, 0.8, 0.7],
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +44,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "MEASURED",
     "REFERENCE_COST",
+    "architecture_front",
+    "architecture_means",
     "hypervolume",
     "hypervolume_history",
     "loss_matrix",
@@ -47,6 +56,9 @@ __all__ = [
 ]
 
 REFERENCE_COST = 1.1  # reference of a minimised objective, in units of its largest value
+# the metrics a training measures, which vary from seed to seed; the other metrics are costs of
+# the architecture itself
+MEASURED: tuple[str, ...] = ("val_acc", "test_acc", "latency_ms", "train_s")
 
 
 def pareto_mask(losses: np.ndarray) -> np.ndarray:
@@ -155,6 +167,116 @@ def hypervolume(
     losses = loss_matrix(complete, names, scale=complete if scale is None else scale)
     losses = losses[pareto_mask(losses)]
     return round(_hv(np.unique(losses, axis=0), _reference(names)), 12)
+
+
+def architecture_means(frame: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
+    """One row per architecture of the complete rows of ``frame``: its results averaged over
+    its distinct seeds.
+
+    Rows count when every objective is present (and ``state`` is ``complete``, where the frame
+    has that column); they are grouped by ``arch_hash``. Each architecture keeps the columns of
+    its lowest trial number, with every measured metric (:data:`MEASURED`) in the frame replaced
+    by its mean over **distinct seeds**: the rows of one seed are averaged first, so a result
+    served again by the cache (the same seed) counts once. Costs (flops, params, ...) are the
+    architecture's and stay as they are.
+
+    Returns:
+        The representative rows in trial order, plus ``n`` (distinct seeds), ``{metric}_std``
+        (sample standard deviation over the seeds; NaN for one seed) for each measured metric
+        and ``trials`` (the sorted trial numbers of the architecture's complete rows).
+
+    Raises:
+        ValueError: an unknown objective, or a frame without ``arch_hash``, ``seed``, ``trial``
+            or an objective column.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"trial": [0, 1, 2, 3], "arch_hash": ["a", "a", "a", "b"],
+        ...                    "seed": [1, 2, 2, 1], "val_acc": [0.5, 0.75, 0.75, 0.7],
+        ...                    "flops": [10, 10, 10, 5]})
+        >>> means = architecture_means(df, ["val_acc", "flops"])
+        >>> means["val_acc"].tolist(), means["n"].tolist(), means["trials"].tolist()
+        ([0.625, 0.7], [2, 1], [[0, 1, 2], [3]])
+    """
+    import pandas as pd
+
+    names = validate_objectives(objectives)
+    for key in ("trial", "arch_hash", "seed"):
+        if key not in frame.columns:
+            raise ValueError(f"column {key!r} is missing from the candidates")
+    complete = _complete(frame, names)
+    if "state" in complete.columns:
+        complete = complete[complete["state"] == "complete"]
+    ordered = complete.sort_values("trial", kind="stable")
+    measured = [m for m in MEASURED if m in ordered.columns]
+    # integer codes in order of first appearance, that is of each architecture's lowest trial:
+    # grouping on them is several times faster than on 100k hash strings
+    arch = pd.factorize(ordered["arch_hash"])[0]
+    out = ordered.iloc[np.unique(arch, return_index=True)[1]].reset_index(drop=True)
+    cells = pd.DataFrame({"arch": arch, "seed": ordered["seed"].to_numpy()})
+    for m in measured:
+        cells[m] = ordered[m].to_numpy(dtype=np.float64, na_value=np.nan)
+    # one value per seed of an architecture first: a cached copy of a result repeats its seed
+    per_seed = cells.groupby(["arch", "seed"], sort=False)[measured].mean()
+    # sorted by code: row i of each aggregate is architecture i of ``out``
+    by_arch = per_seed.groupby(level="arch", sort=True)
+    means, spread = by_arch.mean(), by_arch.std(ddof=1)
+    for m in measured:
+        out[m] = means[m].to_numpy()
+    out["n"] = by_arch.size().to_numpy(dtype=np.int64)
+    for m in measured:
+        out[f"{m}_std"] = spread[m].to_numpy()
+    # the trials of each architecture in trial order: one stable sort by code, then slices
+    order = np.argsort(arch, kind="stable")
+    trial_numbers = ordered["trial"].to_numpy()[order].tolist()
+    bounds = np.r_[0, np.cumsum(np.bincount(arch, minlength=len(out)))].tolist()
+    out["trials"] = [trial_numbers[a:b] for a, b in pairwise(bounds)]
+    return out
+
+
+def architecture_front(
+    means: pd.DataFrame,
+    objectives: Sequence[str],
+    *,
+    first_seed: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The front of per-architecture means, and the architectures whose mean fell off it.
+
+    Args:
+        means: :func:`architecture_means` of a job's results.
+        objectives: The objectives of the front.
+        first_seed: :func:`architecture_means` of the search's results only (replicate 0,
+            what the search saw); ``None`` when every result is a first seed's.
+
+    Returns:
+        The rows of ``means`` on its front, best first by the first objective, with
+        ``on_front`` ``True``; then the architectures on the front of ``first_seed`` that are
+        not on that of ``means`` (their rows of ``means``, in the order of ``first_seed``'s
+        front), with ``on_front`` ``False``.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"trial": [0, 1, 2, 3], "arch_hash": ["a", "b", "a", "a"],
+        ...                    "seed": [1, 1, 2, 3], "replicate": [0, 0, 1, 2],
+        ...                    "val_acc": [0.9, 0.8, 0.7, 0.7], "flops": [10, 10, 10, 10]})
+        >>> front = architecture_front(architecture_means(df, ["val_acc", "flops"]),
+        ...     ["val_acc", "flops"],
+        ...     first_seed=architecture_means(df[df.replicate == 0], ["val_acc", "flops"]))
+        >>> front["trial"].tolist(), front["on_front"].tolist()
+        ([1, 0], [True, False])
+    """
+    import pandas as pd
+
+    members = pareto_front(means, objectives)
+    fallen = members.iloc[0:0]
+    if first_seed is not None:
+        seen = pareto_front(first_seed, objectives)["arch_hash"]
+        lost = seen[~seen.isin(members["arch_hash"])]
+        by_hash = means.set_index("arch_hash", drop=False)
+        fallen = by_hash.loc[lost[lost.isin(by_hash.index)]]
+    return pd.concat(
+        [members.assign(on_front=True), fallen.assign(on_front=False)], ignore_index=True
+    )
 
 
 def hypervolume_history(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:

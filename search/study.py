@@ -13,19 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search.objectives import direction
+from search.vocabulary import PHASES, Phase
 
 if TYPE_CHECKING:
     from search.config import JobConfig
     from search.store import Store
 
 __all__ = [
+    "KEPT_ON_RETRY",
     "LOST",
     "RETRY_OF",
     "SAMPLERS",
@@ -34,7 +36,7 @@ __all__ = [
     "make_sampler",
     "open_study",
     "record_trial_end",
-    "trial_seed",
+    "trial_phase",
 ]
 
 SamplerFactory = Callable[[int, dict[str, list[Any]]], optuna.samplers.BaseSampler]
@@ -49,6 +51,9 @@ SAMPLERS: dict[str, SamplerFactory] = {
 }
 
 RETRY_OF = "retry_of"  # user attribute of a trial enqueued again: the number it re-runs
+# what a trial run again keeps of its original's user attributes: the same training, in the
+# same phase
+KEPT_ON_RETRY = ("phase", "replicate", "reference", "seed", "arch_hash")
 LOST = "worker lost while the trial ran"
 _CANCELLED = "job cancelled"  # a poolstride trial ends PRUNED only when its job is cancelled
 
@@ -98,6 +103,21 @@ class JobStudy:
         """
         return optuna.Trial(self.study, self.trial_id(number))
 
+    def plain(self) -> optuna.Study:
+        """Another handle on the study, with a plain random sampler, for the trials a job
+        plans (``confirm``, ``ablate``): asked and told through it, they never reach the
+        search's sampler (NSGA-II's generations, the grid's count of its points).
+
+        Example:
+            >>> job_study.plain().ask().number  # a planned trial, fixed params  # doctest: +SKIP
+            12
+        """
+        return optuna.load_study(
+            study_name=self.study.study_name,
+            storage=self.storage,
+            sampler=optuna.samplers.RandomSampler(),
+        )
+
     def assign_generation(self, trial: optuna.Trial) -> None:
         """Give ``trial`` its NSGA-II generation now (other samplers need nothing).
 
@@ -112,8 +132,9 @@ class JobStudy:
         """Fail trial ``number`` with ``reason`` if still RUNNING; enqueue its architecture again.
 
         Reads the trial afresh, so a retry after a dropped connection neither fails it twice nor
-        enqueues it twice. The new trial carries ``retry_of`` and the old trial's seed, if it
-        had one.
+        enqueues it twice. The new trial carries ``retry_of`` and what the old trial had of
+        :data:`KEPT_ON_RETRY` (its phase, replicate, reference, seed and architecture's hash;
+        a search trial killed before it was seeded has none).
         """
         trials = self.study.get_trials(deepcopy=False)
         trial = trials[number]
@@ -121,9 +142,14 @@ class JobStudy:
             self._fail(number, reason)
         if all(t.user_attrs.get(RETRY_OF) != number for t in trials):
             attrs: dict[str, Any] = {RETRY_OF: number}
-            if trial.user_attrs.get("seed") is not None:  # a trial killed before it was seeded
-                attrs["seed"] = trial.user_attrs["seed"]
-            self.study.enqueue_trial(trial.params, user_attrs=attrs)
+            attrs.update(
+                (key, trial.user_attrs[key])
+                for key in KEPT_ON_RETRY
+                if trial.user_attrs.get(key) is not None
+            )
+            # an enqueued trial killed before it was sampled has its params only as fixed ones
+            params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+            self.study.enqueue_trial(params, user_attrs=attrs)
 
     def _fail(self, number: int, reason: str) -> None:
         # A trial read as RUNNING may end meanwhile (a worker whose lease ran out while it still
@@ -135,15 +161,21 @@ class JobStudy:
         self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def recover(
-        self, store: Store, job_id: int, *, reason: str = LOST, requeue: bool = True
+        self,
+        store: Store,
+        job_id: int,
+        *,
+        reason: str = LOST,
+        requeue: bool | Callable[[FrozenTrial], bool] = True,
     ) -> int:
         """Repair what an attempt left behind; returns how many RUNNING trials it ended.
 
-        Trials left RUNNING are failed with ``reason`` and, with ``requeue``, enqueued again
-        (:meth:`requeue`). A candidate row still ``running`` whose trial Optuna already holds as
-        finished (COMPLETE, PRUNED or FAIL: the worker died between the two writes) is ended
-        from the trial (:func:`record_trial_end`), so the two views agree and it keeps its real
-        outcome; the rest are failed with ``reason``. Every step is idempotent.
+        Trials left RUNNING are failed with ``reason`` and, with ``requeue`` (true, or true
+        for that trial), enqueued again (:meth:`requeue`). A candidate row still ``running``
+        whose trial Optuna already holds as finished (COMPLETE, PRUNED or FAIL: the worker died
+        between the two writes) is ended from the trial (:func:`record_trial_end`), so the two
+        views agree and it keeps its real outcome; the rest are failed with ``reason``. Every
+        step is idempotent.
 
         Example:
             >>> job_study.recover(store, job_id=1)  # doctest: +SKIP
@@ -152,7 +184,7 @@ class JobStudy:
         trials = self.study.get_trials(deepcopy=False)
         stale = [t for t in trials if t.state == TrialState.RUNNING]
         for trial in stale:
-            if requeue:
+            if requeue(trial) if callable(requeue) else requeue:
                 self.requeue(trial.number, reason=reason)
             else:
                 self._fail(trial.number, reason)
@@ -256,6 +288,7 @@ def record_trial_end(
             train_s=attrs.get("train_s"),
             device=attrs.get("device"),
             epochs_done=attrs.get("epochs_done", epochs_done),
+            cache_key=attrs.get("cache_key"),
         )
     elif trial.state == TrialState.PRUNED:
         store.finish_candidate(
@@ -274,15 +307,19 @@ def record_trial_end(
         )
 
 
-def trial_seed(job_seed: int, number: int) -> int:
-    """The training seed of trial ``number`` of a job seeded ``job_seed``: below 2**31, so it
-    fits the 32-bit column it is stored in and every library's seed argument.
+def trial_phase(trial: FrozenTrial | optuna.Trial) -> Phase:
+    """The phase of a trial: its ``phase`` user attribute; ``search`` for a trial that has
+    none (asked by the search's sampler before it was prepared, or by an older worker).
 
     Example:
-        >>> trial_seed(3, 2), trial_seed(2**31 - 1, 0) < 2**31
-        (3000011, True)
+        >>> trial_phase(optuna.trial.create_trial(state=TrialState.WAITING,
+        ...                                       user_attrs={"phase": "ablate"}))
+        'ablate'
     """
-    return (job_seed * 1_000_003 + number) % 2**31
+    phase = trial.user_attrs.get("phase", "search")
+    if phase not in PHASES:
+        raise ValueError(f"trial {trial.number} has an unknown phase {phase!r}")
+    return cast(Phase, phase)
 
 
 def _attempt_seed(seed: int, storage: optuna.storages.BaseStorage, study_name: str) -> int:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = [
+    "ABLATE_CHOICES",
+    "ABLATE_MODES",
     "CANDIDATE_STATES",
     "DOWNSAMPLES",
     "FINAL_CANDIDATE_STATES",
@@ -23,18 +25,23 @@ __all__ = [
     "JOB_STATUSES",
     "KERNELS",
     "METRICS",
+    "PHASES",
     "SKIPS",
     "STAGE_CHOICES",
     "STAGE_KEYS",
     "TABLE_METRICS",
+    "VERDICTS",
+    "AblateMode",
     "CandidateState",
     "Downsample",
     "FinalStatus",
     "JobStatus",
     "Metric",
+    "Phase",
     "Skip",
     "StageChoice",
     "StageKey",
+    "Verdict",
     "WorkerStatus",
 ]
 
@@ -48,6 +55,12 @@ FinalStatus = Literal["succeeded", "failed", "cancelled"]
 CandidateState = Literal["running", "complete", "pruned", "failed"]
 # "lost" is never stored: a live status whose heartbeat is older than the lease reads as lost
 WorkerStatus = Literal["idle", "busy", "stopped", "lost"]
+# a job's phases, in order: the sampler's search, more seeds for the front, one-choice variants
+Phase = Literal["search", "confirm", "ablate"]
+# which stage choices the ablation varies around its reference
+AblateMode = Literal["none", "downsample", "all"]
+# what an effect measured around a reference says
+Verdict = Literal["better", "worse", "no detectable difference", "too few seeds"]
 # the measured and computed numbers of a candidate, in output order
 Metric = Literal[
     "val_acc",
@@ -70,5 +83,13 @@ FINAL_STATUSES: tuple[FinalStatus, ...] = get_args(FinalStatus)
 CANDIDATE_STATES: tuple[CandidateState, ...] = get_args(CandidateState)
 FINAL_CANDIDATE_STATES: tuple[CandidateState, ...] = ("complete", "pruned", "failed")
 METRICS: tuple[Metric, ...] = get_args(Metric)
+PHASES: tuple[Phase, ...] = get_args(Phase)
+ABLATE_MODES: tuple[AblateMode, ...] = get_args(AblateMode)
+ABLATE_CHOICES: dict[AblateMode, tuple[StageChoice, ...]] = {
+    "none": (),
+    "downsample": ("downsample",),
+    "all": STAGE_CHOICES,
+}
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 # the metrics a table of candidates shows (the last two are costs that rarely decide)
 TABLE_METRICS: tuple[Metric, ...] = METRICS[:6]

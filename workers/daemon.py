@@ -37,9 +37,10 @@ from search.store import (
     retrying,
 )
 from search.study import end_open_trials
+from search.vocabulary import Phase
 from workers.ray_session import ray_session
 from workers.runner import JobOutcome, Outcome, run_job
-from workers.searcher import StopRequest
+from workers.searcher import ProgressFn, StopRequest
 
 __all__ = ["Worker"]
 
@@ -55,7 +56,8 @@ class Worker:
         poll_s: Wait between claims when the queue is empty.
         cpus_per_trial: Overrides the job's CPU share per trial (this machine's choice).
         gpus_per_trial: Overrides the job's GPU share per trial.
-        on_progress: Called with ``(job_id, completed, total, failed)`` as trials finish.
+        on_progress: Called with ``(job_id, phase, done, total, failed)`` when a phase of a
+            job starts and as its trials finish (``total`` is ``None`` until it is planned).
 
     Example:
         >>> worker = Worker("sqlite:///poolstride.db")  # doctest: +SKIP
@@ -70,7 +72,7 @@ class Worker:
         poll_s: float = 2.0,
         cpus_per_trial: float | None = None,
         gpus_per_trial: float | None = None,
-        on_progress: Callable[[int, int, int, int], None] | None = None,
+        on_progress: Callable[[int, Phase, int, int | None, int], None] | None = None,
     ) -> None:
         self.db_url = db_url
         self.store = Store.open(db_url)
@@ -187,7 +189,7 @@ class Worker:
                 worker_id=self.id,
                 storage=self._storage(),
                 stop=stop,
-                on_progress=self._progress(job.id, config.trials),
+                on_progress=self._progress(job.id),
                 weights_dir=artifact_dir(self.db_url) / f"job-{job.id}",
                 start_ray=start_ray,
             )
@@ -280,10 +282,10 @@ class Worker:
             log.info("job %s %s (%s)", job.id, job.status, job.error)
             self._close(job, reason=job.error or f"job {job.status}")
 
-    def _progress(self, job_id: int, total: int) -> Callable[[int, int], None]:
-        def report(completed: int, failed: int) -> None:
+    def _progress(self, job_id: int) -> ProgressFn:
+        def report(phase: Phase, done: int, total: int | None, failed: int) -> None:
             if self.on_progress:
-                self.on_progress(job_id, completed, total, failed)
+                self.on_progress(job_id, phase, done, total, failed)
 
         return report
 

@@ -42,7 +42,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
@@ -95,7 +95,8 @@ class Dataset:
     ``x_*`` are NCHW in their stored type (``uint8`` pixels, or ``float32`` for float ``npz``
     data), ``y_*`` are ``int64`` labels. ``mean`` and ``std`` are per-channel
     statistics of ``x_train`` in the same units; train on :meth:`normalize` d inputs. Every
-    split comes in a seeded random order, so a prefix of one is a fair sample of it.
+    split comes in a seeded random order, so a prefix of one is a fair sample of it; ``seed``
+    and ``val_fraction`` are the split's.
 
     Example:
         >>> ds = load_dataset("digits")
@@ -115,10 +116,40 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...]
+    seed: int = 0
+    val_fraction: float = 0.1
+    # the memo of fingerprint(): a list the frozen instance owns, filled on the first call
+    _fingerprint: list[str] = field(default_factory=list, init=False, repr=False)
 
     def facts(self) -> DatasetFacts:
-        """What a job records about its data: class count, input shape, mean and std."""
-        return DatasetFacts(self.num_classes, self.input_shape, self.mean, self.std)
+        """What a job records about its data: class count, input shape, mean, std and
+        :meth:`fingerprint`."""
+        return DatasetFacts(
+            self.num_classes, self.input_shape, self.mean, self.std, self.fingerprint()
+        )
+
+    def fingerprint(self) -> str:
+        """32 hex digits that change with anything a trained result depends on in the data:
+        the name, the split's seed and validation share, the input shape and the content
+        (values, types and shapes) of every split. Computed once.
+
+        Two loads of the same files with the same split agree, wherever the files lie; a
+        changed pixel, label or split does not.
+
+        Example:
+            >>> a, b = load_dataset("digits", seed=1), load_dataset("digits", seed=1)
+            >>> a.fingerprint() == b.fingerprint() != load_dataset("digits").fingerprint()
+            True
+        """
+        if not self._fingerprint:
+            digest = hashlib.sha256()
+            head = [self.name, self.seed, self.val_fraction, list(self.input_shape)]
+            digest.update(json.dumps(head).encode())
+            splits = (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
+            for tensor in splits:
+                _hash_array(digest, tensor)
+            self._fingerprint.append(digest.hexdigest()[:32])
+        return self._fingerprint[0]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (any split, any device) as ``float32`` with zero mean and unit spread per channel.
@@ -131,6 +162,13 @@ class Dataset:
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         return (x.float() - mean) / std
+
+
+def _hash_array(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
+    array = np.ascontiguousarray(tensor.numpy())
+    # type and shape too: the same bytes read as another type or shape are other data
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.data)
 
 
 class _Arrays(NamedTuple):
@@ -247,7 +285,7 @@ def load_dataset(
 
 
 def load_job_data(config: JobConfig) -> Dataset:
-    """The data of a job: its dataset, data path, input shape and split seed.
+    """The data of a job: its dataset, data path, input shape, split seed and validation share.
 
     Example:
         >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 1, "epochs": 1})
@@ -259,6 +297,7 @@ def load_job_data(config: JobConfig) -> Dataset:
         data_dir=config.data_dir,
         input_shape=config.space.input_shape,
         seed=config.seed,
+        val_fraction=config.val_fraction,
     )
 
 
@@ -318,6 +357,8 @@ def _split(
         mean=mean,
         std=std,
         classes=a.classes,
+        seed=seed,
+        val_fraction=val_fraction,
     )
 
 

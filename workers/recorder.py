@@ -14,11 +14,17 @@ Weights are filed when a trial's final result arrives, before the searcher tells
 COMPLETE trial's weights are on disk; a trial that ends otherwise loses its file. The driver
 writes everything here, so a trial process needs no database connection and nodes need no
 shared disk.
+
+A trial the result cache serves never reaches Tune: the searcher has the recorder write its
+row (:meth:`Recorder.start_cached`, :meth:`Recorder.end_cached`), with the source's curve, and
+its weights are the source's file, hard-linked (or copied) from the source job's folder.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +34,12 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from search.artifacts import KeepWeights
-from search.cost import arch_cost
+from search.cost import Cost, arch_cost
+from search.query import load_front
 from search.space import ArchSpec
-from search.store import Store, retrying
+from search.store import CachedResult, Store, retrying
 from search.study import JobStudy, record_trial_end
+from search.vocabulary import Phase
 
 __all__ = ["Recorder"]
 
@@ -57,7 +65,9 @@ class Recorder(tune.Callback):
         epochs_total: The epochs each candidate is to train.
         num_classes: Classes of the loaded dataset.
         input_shape: ``(C, H, W)`` of the loaded dataset.
-        weights_dir: Where complete candidates' weights go (``trial-<n>.pt``).
+        weights_dir: Where complete candidates' weights go (``trial-<n>.pt``): the job's
+            folder of the artifact layout (``<artifacts>/job-<id>``), beside which the folders
+            of the jobs that cached results come from lie.
         keep_weights: ``front`` (only the final front's survive a successful job), ``all``
             or ``none``.
 
@@ -153,14 +163,80 @@ class Recorder(tune.Callback):
             self._close(trial)
 
     def prune_weights(self) -> None:
-        """At a job's success, keep only the front's weights if the job keeps ``front``."""
+        """At a job's success, keep only the weights of every trial of the front's
+        architectures (:func:`search.query.load_front`, over the means of their seeds) if the
+        job keeps ``front``."""
         if self.weights_dir is None or self.keep_weights != "front":
             return
-        best = retrying(lambda: self.study.study.best_trials)
-        front = {_weights_file(self.weights_dir, t.number) for t in best}
+        members = retrying(load_front, self.store, self.job_id).members
+        keep = {
+            _weights_file(self.weights_dir, number)
+            for trials in members["trials"]
+            for number in trials
+        }
         for path in self.weights_dir.glob("trial-*.pt"):
-            if path not in front:
+            if path not in keep:
                 path.unlink()
+
+    def start_cached(
+        self,
+        *,
+        number: int,
+        arch: ArchSpec,
+        cost: Cost,
+        seed: int,
+        phase: Phase,
+        replicate: int,
+        reference: int | None,
+        cache_key: str,
+        source: CachedResult,
+    ) -> int:
+        """The row of trial ``number``, which the cache serves from ``source``: ``running``,
+        with the source's curve; returns its id. Write it before Optuna is told, so that a
+        crash leaves a row the recovery ends from the trial."""
+        return self.store.start_candidate(
+            job_id=self.job_id,
+            trial_number=number,
+            optuna_trial_id=self.study.trial_id(number),
+            arch=arch,
+            cost=cost,
+            seed=seed,
+            attempt=self.attempt,
+            worker_id=self.worker_id,
+            epochs_total=self.epochs_total,
+            phase=phase,
+            replicate=replicate,
+            reference=reference,
+            cache_key=cache_key,
+            cached_from=source.candidate_id,
+        )
+
+    def end_cached(self, *, candidate_id: int, number: int, source: CachedResult) -> None:
+        """End the row of a cache hit as Optuna holds its trial; a COMPLETE one gets the
+        source's weights file, where the source has one and this job keeps weights."""
+        frozen = self.study.frozen_trial(number)
+        record_trial_end(
+            self.store, candidate_id=candidate_id, trial=frozen, epochs_done=source.epochs_done
+        )
+        if frozen.state != TrialState.COMPLETE or self.weights_dir is None:
+            return
+        folder = (
+            self.weights_dir
+            if source.job_id == self.job_id
+            else self.weights_dir.parent / f"job-{source.job_id}"
+        )
+        origin = _weights_file(folder, source.trial_number)
+        if not origin.is_file():
+            return  # the source job kept no weights, or pruned them
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        path = _weights_file(self.weights_dir, number)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(origin, tmp)  # one file on disk for both; pruning either keeps the other
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(origin, tmp)
+        tmp.replace(path)
 
     def _open(self, trial: Trial) -> _Row:
         row = self._rows.get(trial.trial_id)
@@ -179,6 +255,10 @@ class Recorder(tune.Callback):
                 attempt=self.attempt,
                 worker_id=self.worker_id,
                 epochs_total=self.epochs_total,
+                phase=config["phase"],
+                replicate=int(config["replicate"]),
+                reference=config["reference"],
+                cache_key=config["cache_key"],
             )
             row = self._rows[trial.trial_id] = _Row(candidate_id, number)
         return row

@@ -3,9 +3,12 @@ searcher.
 
 :func:`run_job` wires the parts together: the study (:func:`search.study.open_study`, repaired
 after a dead worker by :meth:`~search.study.JobStudy.recover`), the searcher that asks and tells
-it (:class:`workers.searcher.StudySearcher`), the callback that writes poolstride's rows and
-weights after it (:class:`workers.recorder.Recorder`), and the trainable that trains one
-candidate per trial and reports once per epoch. Ray itself is :mod:`workers.ray_session`'s.
+it phase by phase and serves the result cache (:class:`workers.searcher.StudySearcher`), the
+callback that writes poolstride's rows and weights after it (:class:`workers.recorder.Recorder`),
+and the trainable that trains one candidate per trial and reports once per epoch. The
+trainable gets the job's training settings resolved for the device type its trials run on
+(:func:`search.cache.resolve_settings`), the very settings the cache keys hash. Ray itself is
+:mod:`workers.ray_session`'s.
 """
 
 from __future__ import annotations
@@ -23,17 +26,20 @@ from typing import Any, Literal
 
 import optuna
 import ray
+import torch
+from optuna.trial import TrialState
 from ray import tune
 
+from search.cache import cache_key, device_type_for, resolve_settings, settings_hash
 from search.config import JobConfig
 from search.space import ArchSpec, max_stages
 from search.store import Store, retrying
-from search.study import open_study
+from search.study import open_study, trial_phase
 from search.training import TrainConfig
 from workers.data import Dataset, load_job_data
 from workers.ray_session import tune_settings
 from workers.recorder import Recorder
-from workers.searcher import StopRequest, StudySearcher
+from workers.searcher import ProgressFn, StopRequest, StudySearcher
 from workers.train import TrainResult, train
 
 __all__ = ["JobOutcome", "Outcome", "run_job"]
@@ -47,7 +53,9 @@ Outcome = Literal["succeeded", "failed", "cancelled", "interrupted", "requeued"]
 @dataclass(frozen=True)
 class JobOutcome:
     """How a run ended: ``succeeded``, ``failed``, ``cancelled`` or ``interrupted``; the
-    worker reports a crashed attempt that goes back to the queue as ``requeued``."""
+    worker reports a crashed attempt that goes back to the queue as ``requeued``.
+    ``completed`` counts complete trials of every phase, ``failed`` the trials that failed in
+    this run."""
 
     status: Outcome
     completed: int
@@ -65,7 +73,7 @@ def run_job(
     worker_id: str,
     storage: optuna.storages.BaseStorage,
     stop: StopRequest | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressFn | None = None,
     dataset: Dataset | None = None,
     train_fn: TrainFn = train,
     weights_dir: Path | None = None,
@@ -75,10 +83,14 @@ def run_job(
     or the one ``start_ray`` starts.
 
     ``dataset`` (else loaded from the config) and ``train_fn`` (else :func:`workers.train.train`)
-    can be injected. Weights are filed in ``weights_dir`` as the job's ``keep_weights`` says
-    (``front``: only the final Pareto front's survive a successful run). ``start_ray`` is
-    called when there is training to do (a worker starts Ray only then). Returns the outcome;
-    the caller (the worker daemon) writes it to the job row.
+    can be injected. Weights are filed in ``weights_dir`` (the job's folder of the artifact
+    layout, ``<artifacts>/job-<id>``) as the job's ``keep_weights`` says (``front``: only those
+    of the final Pareto front's architectures survive a successful run). ``start_ray`` is
+    called when there is training to do (a worker starts Ray only then). ``on_progress`` gets
+    each phase's ``(phase, done, total, failed)``. The job succeeds when its search met the
+    budget and every planned trial ended (a planned trial that failed is counted in
+    ``failed``, not retried). Returns the outcome; the caller (the worker daemon) writes it to
+    the job row.
 
     Example:
         >>> with ray_session():  # doctest: +SKIP
@@ -107,17 +119,26 @@ def run_job(
     retrying(store.record_dataset, job_id, dataset.facts())
     study = retrying(open_study, storage=storage, name=study_name, config=config)
     trials = retrying(study.study.get_trials, deepcopy=False)
-    met = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= config.trials
-    # with the budget met, what a dead worker left running need not run again
-    retrying(study.recover, store, job_id, requeue=not met)
-    searcher = StudySearcher(
-        study=study,
-        config=config,
-        num_classes=dataset.num_classes,
-        input_shape=dataset.input_shape,
-        stop=stop,
-        on_progress=on_progress,
+    met = (
+        sum(t.state == TrialState.COMPLETE and trial_phase(t) == "search" for t in trials)
+        >= config.trials
     )
+    # with the search's budget met, a search trial a dead worker left running need not run
+    # again; a planned one must
+    retrying(
+        study.recover,
+        store,
+        job_id,
+        requeue=lambda t: trial_phase(t) != "search" or not met,
+    )
+    # what the trials run and the cache keys hash: "auto" decided for the trials' device type
+    # (a trial that finds no CUDA where a GPU share promised one says so, and its key follows)
+    device_type = device_type_for(config.train, gpus_per_trial=config.gpus_per_trial)
+    fingerprint = dataset.fingerprint()
+    digests = {
+        kind: settings_hash(resolve_settings(config.train, device_type=kind))
+        for kind in ("cpu", "cuda")
+    }
     recorder = Recorder(
         study=study,
         store=store,
@@ -130,10 +151,28 @@ def run_job(
         weights_dir=weights_dir,
         keep_weights=config.keep_weights,
     )
-    if searcher.completed >= config.trials:
-        # an earlier attempt met the budget and died before its end: finish what it left
+    searcher = StudySearcher(
+        study=study,
+        config=config,
+        num_classes=dataset.num_classes,
+        input_shape=dataset.input_shape,
+        stop=stop,
+        store=store,
+        job_id=job_id,
+        recorder=recorder,
+        cache_key=lambda arch, seed, kind=device_type: cache_key(
+            arch_hash=arch.hash(),
+            data_fingerprint=fingerprint,
+            settings_hash=digests[kind],
+            seed=seed,
+        ),
+        on_progress=on_progress,
+    )
+    if searcher.settle():
+        # nothing to train: the cache served it all, or an earlier attempt did the work and
+        # died before its end
         recorder.prune_weights()
-        return JobOutcome("succeeded", searcher.completed, 0)
+        return JobOutcome("succeeded", searcher.completed, searcher.failed)
     if start_ray is not None:  # before with_parameters, which puts the data into Ray
         start_ray()
     trainable = tune.with_resources(
@@ -142,6 +181,7 @@ def run_job(
             dataset=dataset,
             train_fn=train_fn,
             settings=config.train,
+            device_type=device_type,
             keep_weights=recorder.keeps_weights,
         ),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
@@ -175,7 +215,7 @@ def run_job(
         return JobOutcome("cancelled", searcher.completed, searcher.failed)
     if stop.reason is not None:
         return JobOutcome("interrupted", searcher.completed, searcher.failed, stop.reason)
-    if searcher.completed >= config.trials:
+    if searcher.finished:
         recorder.prune_weights()
         return JobOutcome("succeeded", searcher.completed, searcher.failed)
     return JobOutcome(
@@ -192,9 +232,18 @@ def _trainable(
     dataset: Dataset,
     train_fn: TrainFn,
     settings: TrainConfig,
+    device_type: str,
     keep_weights: bool,
 ) -> None:
-    """One candidate, inside a Tune trial: reports once per epoch, then the final metrics."""
+    """One candidate, inside a Tune trial: reports once per epoch, then the final metrics.
+
+    ``settings`` are the job's, run resolved for ``device_type`` (what the cache key hashed)
+    with the trial's seed. A trial given a GPU share on a node without CUDA trains its
+    ``"auto"`` settings on the CPU and reports ``device_type`` so, for its key to say so.
+    """
+    if device_type == "cuda" and settings.device == "auto" and not torch.cuda.is_available():
+        device_type = "cpu"
+    settings = resolve_settings(settings, device_type=device_type)
     arch = ArchSpec.from_dict(config["arch"])
     start = time.perf_counter()
     try:
@@ -225,6 +274,7 @@ def _trainable(
             "train_s": result.train_s,
             "device": result.device,
             "epochs_done": result.epochs_done,
+            "device_type": device_type,
             # the candidate's whole work (training, evaluation, latency), for overhead figures
             "trial_s": time.perf_counter() - start,
             # JSON, because Tune flattens nested results

@@ -1,4 +1,4 @@
-"""The Tune searcher of a job: asks its Optuna study for architectures and tells it the results.
+"""The Tune searcher of a job: asks its Optuna study for trainings and tells it the results.
 
 Why a searcher of our own instead of Ray's ``OptunaSearch``: that searcher tells Optuna
 COMPLETE with partial values when a trial is stopped, leaves a trial RUNNING forever when
@@ -9,35 +9,64 @@ draws after a restart. :class:`StudySearcher` drives the study by ask/tell itsel
 - a trial stopped before its last epoch is PRUNED (partial metrics in user attributes), never
   COMPLETE;
 - an architecture the space rejects is told FAIL before any training and uses no budget;
-- the budget counts COMPLETE trials only, so the job ends with exactly ``trials`` of them;
-- trials left RUNNING by a dead worker are failed and enqueued again with the same architecture
-  (:meth:`search.study.JobStudy.recover`), and the sampler is seeded afresh on each attempt
-  (:func:`search.study.open_study`) so it does not replay earlier draws.
+- trials left RUNNING by a dead worker are failed and enqueued again with the same architecture,
+  phase, replicate and seed (:meth:`search.study.JobStudy.recover`), and the sampler is seeded
+  afresh on each attempt (:func:`search.study.open_study`) so it does not replay earlier draws.
 
-It writes only to the study, and each trial's metrics go into its user attributes before the
-trial is told: poolstride's own rows follow from there (:mod:`workers.recorder`).
+A job runs in phases (:mod:`search.design`): ``search`` asks the sampler until ``trials``
+search trials produced a result (failed and rejected ones are replaced); then ``confirm`` (more
+seeds for the front's members, when ``seeds`` > 1) and ``ablate`` (one-choice variants of the
+reference architectures, unless ``ablate`` is ``none``), each planned once it can be: its
+trials are enqueued in the same study with fixed params and their phase, replicate, seed and
+reference as user attributes, and asked and told through a plain handle
+(:meth:`search.study.JobStudy.plain`) so the search's sampler never sees them. Planning skips
+what the job already holds (the same architecture and replicate, complete, waiting or running,
+or a planned trial that failed: those are not retried), so planning again after a crash
+enqueues nothing twice; the first plan of a phase is recorded on the job
+(:meth:`search.store.Store.record_plan`) with its total.
+
+Before a trial trains, its cache key (architecture, data, resolved settings, seed) is looked up
+(:meth:`search.store.Store.find_cached`, unless the job says ``cache = false``): a hit is told
+to Optuna at once with the stored values and recorded by the recorder as a candidate
+``cached_from`` its source, and nothing trains. A trial whose key another trial of the job is
+training waits for that one, then is served from the cache (or trains, if that one failed).
+
+It writes to the study, and each trial's metrics go into its user attributes before the trial
+is told; poolstride's rows follow from there (:mod:`workers.recorder`), the rows of cache hits
+included, which it has the recorder write.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 
 from search.config import JobConfig
 from search.cost import Cost, arch_cost
+from search.design import ablate_plan, confirm_plan, pick_references, replicate_seed
+from search.pareto import architecture_means, pareto_front
+from search.query import load_candidates
 from search.space import ArchSpec
-from search.store import OUTAGE, db_errors, retrying
-from search.study import JobStudy, trial_seed
+from search.store import OUTAGE, CachedResult, Store, db_errors, retrying
+from search.study import JobStudy, trial_phase
+from search.vocabulary import Phase
+from workers.recorder import Recorder
 
-__all__ = ["StopRequest", "StudySearcher"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ProgressFn", "StopRequest", "StudySearcher"]
+
+log = logging.getLogger(__name__)
 
 # what a complete trial's user attributes keep of its final result
 _RESULT_ATTRS = (
@@ -87,34 +116,68 @@ class StopRequest:
         return self._event.wait(timeout)
 
 
+# (phase, done, total, failed) of the phase that moved; total None until it is planned
+ProgressFn = Callable[[Phase, int, int | None, int], None]
+# (architecture, seed) -> the cache key of that training
+# (architecture, seed[, device type]) -> the training's cache key; the device type defaults
+# to the one the job's trials are meant to run on
+KeyFn = Callable[..., str]
+
+
 @dataclass
 class _Live:
+    """A trial asked and prepared, training in Tune or waiting for another's training."""
+
     trial: optuna.Trial
+    handle: optuna.Study  # the handle that asked it, which tells it
     arch: ArchSpec
     cost: Cost
+    phase: Phase
+    replicate: int
+    reference: int | None
+    seed: int
+    key: str
     epochs_seen: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
+    def suggestion(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch.to_dict(),
+            "seed": self.seed,
+            "trial_number": self.trial.number,
+            "phase": self.phase,
+            "replicate": self.replicate,
+            "reference": self.reference,
+            "cache_key": self.key,
+        }
+
 
 class StudySearcher(Searcher):
-    """A Tune searcher that asks and tells a job's Optuna study.
+    """A Tune searcher that asks and tells a job's Optuna study, phase by phase.
 
-    Each suggestion is ``{"arch": ..., "seed": ..., "trial_number": ...}``; a trial's results
-    are expected to carry ``epoch`` per epoch and ``final`` (with the metrics) or ``error`` at
-    the end.
+    Each suggestion is ``{"arch", "seed", "trial_number", "phase", "replicate", "reference",
+    "cache_key"}``; a trial's results are expected to carry ``epoch`` per epoch and ``final``
+    (with the metrics) or ``error`` at the end.
 
     Args:
         study: The job's study.
-        config: The job config (space, budget, objectives, seed).
+        config: The job config (space, budget, objectives, seed, phases, cache).
         num_classes: Classes of the loaded dataset.
         input_shape: ``(C, H, W)`` of the loaded dataset.
         stop: Set when the job must stop; trials then in flight are failed and enqueued again
             (shutdown) or pruned (cancel).
-        on_progress: Called with ``(completed, failed)`` after every finished trial.
+        store: The job's database: cache lookups, the front and plans.
+        job_id: The job.
+        recorder: Writes the rows of cache hits.
+        cache_key: The cache key of training an architecture with a seed.
+        on_progress: Called with ``(phase, done, total, failed)`` when a phase starts and after
+            every finished trial; ``total`` is ``None`` until the phase is planned.
 
     Example:
         >>> searcher = StudySearcher(study=job_study, config=config, num_classes=10,
-        ...                          input_shape=(1, 8, 8), stop=StopRequest())  # doctest: +SKIP
+        ...                          input_shape=(1, 8, 8), stop=StopRequest(), store=store,
+        ...                          job_id=1, recorder=recorder,
+        ...                          cache_key=lambda arch, seed: "k")  # doctest: +SKIP
         >>> searcher.suggest("t1")["trial_number"]  # doctest: +SKIP
         0
     """
@@ -127,19 +190,37 @@ class StudySearcher(Searcher):
         num_classes: int,
         input_shape: tuple[int, int, int],
         stop: StopRequest,
-        on_progress: Callable[[int, int], None] | None = None,
+        store: Store,
+        job_id: int,
+        recorder: Recorder,
+        cache_key: KeyFn,
+        on_progress: ProgressFn | None = None,
     ) -> None:
         super().__init__()
         self.job, self.study, self.config = study, study.study, config
         self.num_classes, self.input_shape = num_classes, input_shape
         self.stop, self.on_progress = stop, on_progress
+        self.store, self.job_id, self.recorder, self.cache_key = store, job_id, recorder, cache_key
+        self.plain = retrying(study.plain)
+        self.phases: list[Phase] = ["search"]
+        if config.seeds > 1:
+            self.phases.append("confirm")
+        if config.ablate != "none":
+            self.phases.append("ablate")
+        self._at = 0  # index of the phase being worked
         self.live: dict[str, _Live] = {}
-        self.completed = sum(
-            t.state == TrialState.COMPLETE for t in retrying(self.study.get_trials, deepcopy=False)
-        )
-        self.failed = 0
+        self.pending: list[_Live] = []  # waiting for a trial of the same key to end
+        self.ready: list[_Live] = []  # to train, asked before Tune started (settle)
+        self.done: dict[Phase, int] = dict.fromkeys(self.phases, 0)
+        for trial in retrying(self.study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,)):
+            phase = trial_phase(trial)
+            self.done[phase] = self.done.get(phase, 0) + 1
+        self.failures: dict[Phase, int] = dict.fromkeys(self.phases, 0)
+        self.totals: dict[Phase, int | None] = {p: None for p in self.phases}
+        self.totals["search"] = config.trials
+        self.waiting = 0  # WAITING trials of a planned phase, asked through ``plain``
         self.last_error: str | None = None
-        # a budget's worth of failures in one run means something is broken, not unlucky
+        # a budget's worth of failed searches in one run means something is broken, not unlucky
         self.max_failures = max(3, config.trials)
 
     def set_search_properties(self, metric: Any, mode: Any, config: Any, **spec: Any) -> bool:
@@ -154,60 +235,333 @@ class StudySearcher(Searcher):
         return {"study_name": self.study.study_name}
 
     @property
+    def completed(self) -> int:
+        """Complete trials of every phase (cache hits included)."""
+        return sum(self.done.values())
+
+    @property
+    def failed(self) -> int:
+        """Trials that failed in this run, in every phase."""
+        return sum(self.failures.values())
+
+    @property
     def exhausted(self) -> bool:
-        """Whether so many trials failed in this run that the job should give up."""
-        return self.failed >= self.max_failures
+        """Whether so many search trials failed in this run, the search's budget unmet, that
+        the job should give up."""
+        return (
+            self.done["search"] < self.config.trials
+            and self.failures["search"] >= self.max_failures
+        )
+
+    @property
+    def finished(self) -> bool:
+        """Whether the search met its budget and every planned trial ended."""
+        return self._at >= len(self.phases)
 
     # Tune's annotation leaves out Searcher.FINISHED, which its own loop expects
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
-        if self.stop.is_set() or self.completed >= self.config.trials or self.exhausted:
-            return Searcher.FINISHED
-        if self.completed + len(self.live) >= self.config.trials:
-            return None  # enough in flight; one may still fail and need replacing
-        while not self.exhausted:
-            trial = self._ask()
-            try:
-                arch, cost, seed = retrying(self._prepare, trial)
-            except ValueError as exc:
-                # refused before training: FAIL with the reason, no budget used, ask again
-                retrying(trial.set_user_attr, "error", f"rejected: {exc}")
-                retrying(self.study.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
-                self.failed += 1
-                self.last_error = str(exc)
-                continue
-            self.live[trial_id] = _Live(trial, arch, cost)
-            return {"arch": arch.to_dict(), "seed": seed, "trial_number": trial.number}
+        while not (self.stop.is_set() or self.exhausted):
+            live = (self.ready.pop() if self.ready else None) or self._unblocked() or self._next()
+            if live is not None:
+                self.live[trial_id] = live
+                return live.suggestion()
+            if self.live or self.pending:
+                return None  # wait for what is in flight
+            if not self._ended_phase():
+                return None
+            if self.finished:
+                break
         return Searcher.FINISHED
 
-    def _ask(self) -> optuna.Trial:
+    def _next(self) -> _Live | None:
+        """The next trial of the current phase for Tune, or ``None`` if it has none now.
+
+        Cache hits and rejected architectures are dealt with here, and the next trial asked.
+        """
+        while not (self.finished or self.stop.is_set() or self.exhausted):
+            phase = self.phases[self._at]
+            if phase == "search":
+                busy = sum(t.phase == "search" for t in self._asked())
+                if self.done["search"] + busy >= self.config.trials:
+                    return None  # enough in flight; one may still fail and need replacing
+                handle = self.study
+            elif self.waiting > 0:
+                self.waiting -= 1
+                handle = self.plain
+            else:
+                return None
+            trial = self._ask(handle)
+            if handle is self.plain and trial_phase(trial) == "search":
+                # a search trial enqueued again after a lost worker, which the search no
+                # longer needs (or, had the count of waiting trials been wrong, a new one)
+                retrying(trial.set_user_attr, "error", "not needed: the search met its budget")
+                retrying(handle.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
+                continue
+            live = self._start(trial, handle)
+            if live is not None:
+                return live
+        return None
+
+    def settle(self) -> bool:
+        """Do what needs no training (plan the phases, serve trials from the cache) until a
+        trial must train, which the first :meth:`suggest` then hands to Tune; whether the
+        job's work is all done.
+
+        For a resumed or cached job, before anything starts Ray.
+        """
+        while not (self.stop.is_set() or self.exhausted):
+            live = self._next()
+            if live is not None:
+                self.ready.append(live)
+                return False
+            if not self._ended_phase():
+                return False
+            if self.finished:
+                return True
+        return False
+
+    def _asked(self) -> tuple[_Live, ...]:
+        """The trials asked and not yet told."""
+        return (*self.live.values(), *self.pending, *self.ready)
+
+    def _ended_phase(self) -> bool:
+        """Move on from the current phase if nothing of it is left to ask or waited for;
+        whether it moved."""
+        phase = self.phases[self._at]
+        if self._asked():
+            return False
+        if phase == "search" and self.done["search"] < self.config.trials:
+            return False
+        if phase != "search" and self.waiting > 0:
+            return False
+        if phase != "search":
+            log.info(
+                "job %s: %s phase ended: %s complete, %s failed",
+                self.job_id,
+                phase,
+                self.done[phase],
+                self.failures[phase],
+            )
+        self._at += 1
+        if not self.finished:
+            self._begin(self.phases[self._at])
+        return True
+
+    def _begin(self, phase: Phase) -> None:
+        job = retrying(self.store.get_job, self.job_id)
+        planned = (job.plan or {}).get(phase)
+        total = int(planned["total"]) if planned else retrying(self._plan, phase)
+        self.totals[phase] = total
+        self.waiting = len(
+            retrying(self.study.get_trials, deepcopy=False, states=(TrialState.WAITING,))
+        )
+        log.info("job %s: %s phase: %s planned", self.job_id, phase, _trainings(total))
+        self._progress(phase)
+
+    def _plan(self, phase: Phase) -> int:
+        """Enqueue the phase's trials the job does not hold yet; record and return its total.
+
+        Idempotent: a crash part-way leaves trials that the next plan finds held.
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        held = {
+            _training(t)
+            for t in trials
+            if "arch_hash" in t.user_attrs
+            and (
+                t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+                or (t.state == TrialState.FAIL and trial_phase(t) != "search")
+            )
+        }
+        details: dict[str, Any] = {}
+        if phase == "confirm":
+            front = self._front(before="confirm")
+            plan = confirm_plan(
+                [ArchSpec.from_row(r) for r in front.to_dict("records")], seeds=self.config.seeds
+            )
+        else:
+            references, reason = self._references()
+            plan, skipped = ablate_plan(
+                references,
+                space=self.config.space,
+                input_shape=self.input_shape,
+                ablate=self.config.ablate,
+                seeds=self.config.seeds,
+            )
+            details["references"] = [trial for trial, _ in references]
+            details["skipped"] = [s.to_dict() for s in skipped]
+            if reason is not None:
+                details["reason"] = reason
+                log.warning("job %s: ablate phase: %s", self.job_id, reason)
+        names = self.config.space.distributions()
+        for planned in plan:
+            training = (planned.arch.hash(), planned.replicate)
+            if training in held:
+                continue
+            if not self.config.space.contains(planned.arch):
+                # Optuna would leave the trial RUNNING for ever on a value its distribution lacks
+                raise ValueError(
+                    f"planned architecture {planned.arch.canonical_json()} is not in the space"
+                )
+            attrs: dict[str, Any] = {
+                "phase": planned.phase,
+                "replicate": planned.replicate,
+                "seed": replicate_seed(self.config.seed, planned.replicate),
+                "arch_hash": planned.arch.hash(),
+            }
+            if planned.reference is not None:
+                attrs["reference"] = planned.reference
+            params = {k: v for k, v in planned.arch.params().items() if k in names}
+            self.plain.enqueue_trial(params, user_attrs=attrs)
+            held.add(training)
+        total = len(
+            {_training(t) for t in self.study.get_trials(deepcopy=False) if trial_phase(t) == phase}
+        )
+        self.store.record_plan(self.job_id, phase, {"total": total, **details})
+        return total
+
+    def _front(self, *, before: Phase) -> pd.DataFrame:
+        """The front of per-architecture means of the phases before ``before``: what a plan
+        made after a crash sees too, whatever of that phase already ran."""
+        earlier = [f"phase!={p}" for p in self.phases[self.phases.index(before) :]]
+        done = load_candidates(self.store, self.job_id, where=["state=complete", *earlier])
+        objectives = list(self.config.objectives)
+        return pareto_front(architecture_means(done, objectives), objectives)
+
+    def _references(self) -> tuple[list[tuple[int, ArchSpec]], str | None]:
+        """The ablation's references, or none and why."""
+        if self.config.reference is None:
+            front = self._front(before="ablate")
+            return pick_references(front, count=self.config.references), None
+        number = self.config.reference
+        for row in self.store.list_candidates(self.job_id, state="complete"):
+            if row.trial_number == number:
+                return [(number, ArchSpec.from_json(row.arch_json))], None
+        return [], f"reference trial {number} is not a complete trial of job {self.job_id}"
+
+    def _unblocked(self) -> _Live | None:
+        """A waiting trial whose key no trial trains any more: served from the cache (then
+        the next is looked at), or returned to train (the other one failed)."""
+        for live in list(self.pending):
+            if any(other.key == live.key for other in self.live.values()):
+                continue
+            self.pending.remove(live)
+            hit = retrying(self.store.find_cached, live.key)
+            if hit is None:
+                return live
+            self._serve(live, hit)
+        return None
+
+    def _start(self, trial: optuna.Trial, handle: optuna.Study) -> _Live | None:
+        """Prepare an asked trial: ``None`` when it needs no Tune trial now (rejected, served
+        from the cache, or waiting for a trial of the same key)."""
         try:
-            return self.study.ask()
+            live = retrying(self._prepare, trial, handle)
+        except ValueError as exc:
+            # refused before training: FAIL with the reason, no budget used, ask again
+            retrying(trial.set_user_attr, "error", f"rejected: {exc}")
+            retrying(handle.tell, trial, state=TrialState.FAIL, skip_if_finished=True)
+            self._failed(trial_phase(trial), str(exc))
+            return None
+        if not self.config.cache:
+            return live
+        if any(other.key == live.key for other in self.live.values()):
+            self.pending.append(live)
+            return None
+        hit = retrying(self.store.find_cached, live.key)
+        if hit is None:
+            return live
+        self._serve(live, hit)
+        return None
+
+    def _ask(self, handle: optuna.Study) -> optuna.Trial:
+        try:
+            return handle.ask()
         except db_errors() as exc:
             # ask may have created the trial and lost the connection while sampling it
             OUTAGE.down(exc)
-            return retrying(self._adopt_or_ask)
+            return retrying(self._adopt_or_ask, handle)
 
-    def _adopt_or_ask(self) -> optuna.Trial:
+    def _adopt_or_ask(self, handle: optuna.Study) -> optuna.Trial:
         # One worker runs a job, and recover() failed the RUNNING trials of earlier attempts,
         # so a RUNNING trial that no live candidate holds is one this searcher began.
-        held = {live.trial.number for live in self.live.values()}
+        held = {live.trial.number for live in self._asked()}
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen.number not in held:
                 return self.job.resume(frozen.number)
-        return self.study.ask()
+        return handle.ask()
 
-    def _prepare(self, trial: optuna.Trial) -> tuple[ArchSpec, Cost, int]:
+    def _prepare(self, trial: optuna.Trial, handle: optuna.Study) -> _Live:
         # Every step is idempotent (a parameter already suggested is read back), so a dropped
         # connection can retry the whole of it.
-        self.job.assign_generation(trial)
+        attrs = trial.user_attrs
+        phase = trial_phase(trial)
+        if handle is self.study:
+            self.job.assign_generation(trial)
         arch = self.config.space.sample(trial)
         arch.check_fits(self.input_shape)
         cost = arch_cost(arch, input_shape=self.input_shape, num_classes=self.num_classes)
-        # a re-run keeps its original's seed; one whose original died unseeded gets its own
-        kept = trial.user_attrs.get("seed")
-        seed = int(kept) if kept is not None else trial_seed(self.config.seed, trial.number)
-        _set_attrs(trial, {"seed": seed, "arch_hash": arch.hash()})
-        return arch, cost, seed
+        replicate = int(attrs.get("replicate", 0))
+        # a re-run keeps its original's seed; a trial never seeded gets its replicate's
+        kept = attrs.get("seed")
+        seed = int(kept) if kept is not None else replicate_seed(self.config.seed, replicate)
+        key = self.cache_key(arch, seed)
+        _set_attrs(
+            trial,
+            {
+                "phase": phase,
+                "replicate": replicate,
+                "seed": seed,
+                "arch_hash": arch.hash(),
+                "cache_key": key,
+            },
+        )
+        reference = attrs.get("reference")
+        return _Live(
+            trial,
+            handle,
+            arch,
+            cost,
+            phase,
+            replicate,
+            None if reference is None else int(reference),
+            seed,
+            key,
+        )
+
+    def _serve(self, live: _Live, hit: CachedResult) -> None:
+        """Complete ``live`` with the result of candidate ``hit``: its row first (running,
+        with the source's curve), then Optuna, then the row's end, so that a crash between
+        the writes leaves what :meth:`search.study.JobStudy.recover` repairs."""
+        candidate_id = retrying(
+            self.recorder.start_cached,
+            number=live.trial.number,
+            arch=live.arch,
+            cost=live.cost,
+            seed=live.seed,
+            phase=live.phase,
+            replicate=live.replicate,
+            reference=live.reference,
+            cache_key=live.key,
+            source=hit,
+        )
+        metrics = {
+            "val_acc": hit.val_acc,
+            "test_acc": hit.test_acc,
+            "latency_ms": hit.latency_ms,
+            "train_s": hit.train_s,
+            "device": hit.device,
+            "epochs_done": hit.epochs_done,
+            "cached_from": hit.candidate_id,
+        }
+        self._tell_complete(live, metrics)
+        retrying(
+            self.recorder.end_cached,
+            candidate_id=candidate_id,
+            number=live.trial.number,
+            source=hit,
+        )
+        self._progress(live.phase)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         live = self.live.get(trial_id)
@@ -231,15 +585,22 @@ class StudySearcher(Searcher):
         elif not last.get("final"):
             self._interrupted(live)
         else:
-            self._complete(live, last)
-        if self.on_progress:
-            self.on_progress(self.completed, self.failed)
+            attrs = {key: last.get(key) for key in _RESULT_ATTRS}
+            attrs["ray_resources"] = json.loads(last.get("ray_resources", "{}"))
+            if last.get("device_type"):
+                # the key of what ran: a trial that found no CUDA trained on the CPU
+                attrs["cache_key"] = self.cache_key(live.arch, live.seed, last["device_type"])
+            self._tell_complete(live, attrs)
+        self._progress(live.phase)
 
-    def _complete(self, live: _Live, last: dict[str, Any]) -> None:
+    def _tell_complete(self, live: _Live, metrics: dict[str, Any]) -> None:
+        """Tell Optuna ``live`` is COMPLETE with ``metrics``, or FAIL if an objective is
+        missing or not finite."""
         cost = live.cost._asdict()
         try:
             values = [
-                float(cost[name] if name in cost else last[name]) for name in self.config.objectives
+                float(cost[name] if name in cost else metrics[name])
+                for name in self.config.objectives
             ]
         except (KeyError, TypeError, ValueError) as exc:
             self._fail(live, f"objective missing from the result: {exc}")
@@ -247,16 +608,17 @@ class StudySearcher(Searcher):
         if not all(math.isfinite(v) for v in values):
             self._fail(live, f"non-finite objective values {values}")
             return
-        attrs = {key: last.get(key) for key in _RESULT_ATTRS}
-        attrs["ray_resources"] = json.loads(last.get("ray_resources", "{}"))
-        retrying(_set_attrs, live.trial, attrs)
-        retrying(self.study.tell, live.trial, values, skip_if_finished=True)
-        self.completed += 1
+        retrying(_set_attrs, live.trial, metrics)
+        retrying(live.handle.tell, live.trial, values, skip_if_finished=True)
+        self.done[live.phase] += 1
 
     def _fail(self, live: _Live, message: str) -> None:
         retrying(live.trial.set_user_attr, "error", message)
-        retrying(self.study.tell, live.trial, state=TrialState.FAIL, skip_if_finished=True)
-        self.failed += 1
+        retrying(live.handle.tell, live.trial, state=TrialState.FAIL, skip_if_finished=True)
+        self._failed(live.phase, message)
+
+    def _failed(self, phase: Phase, message: str) -> None:
+        self.failures[phase] += 1
         self.last_error = message
 
     def _interrupted(self, live: _Live) -> None:
@@ -266,17 +628,34 @@ class StudySearcher(Searcher):
             if live.last.get("val_acc") is not None:
                 attrs["val_acc"] = live.last["val_acc"]
             retrying(_set_attrs, live.trial, attrs)
-            retrying(self.study.tell, live.trial, state=TrialState.PRUNED, skip_if_finished=True)
+            retrying(live.handle.tell, live.trial, state=TrialState.PRUNED, skip_if_finished=True)
         else:
-            # the worker is going away: the trial runs again, same architecture, elsewhere
+            # the worker is going away: the trial runs again, same training, elsewhere
             retrying(
                 self.job.requeue, live.trial.number, reason="worker stopped while the trial ran"
             )
 
     def abandon_live(self) -> None:
-        """Tell Optuna about the trials Tune stopped without reporting them back."""
+        """Tell Optuna about the trials Tune stopped without reporting them back, and about
+        those that never reached Tune."""
         for trial_id in list(self.live):
             self._interrupted(self.live.pop(trial_id))
+        for waiting in (self.pending, self.ready):
+            while waiting:
+                self._interrupted(waiting.pop())
+
+    def _progress(self, phase: Phase) -> None:
+        if self.on_progress:
+            self.on_progress(phase, self.done[phase], self.totals[phase], self.failures[phase])
+
+
+def _training(trial: FrozenTrial) -> tuple[str, int]:
+    """What a trial trains: its architecture's hash and its replicate."""
+    return str(trial.user_attrs.get("arch_hash")), int(trial.user_attrs.get("replicate", 0))
+
+
+def _trainings(n: int) -> str:
+    return f"{n} training{'s' * (n != 1)}"
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:

@@ -1,8 +1,11 @@
-"""Pareto: every candidate of a job on two objectives, the front as a line, hypervolume beside.
+"""Pareto: every architecture of a job on two objectives, the front as a line, hypervolume
+beside.
 
-``?job=ID&x=flops&y=val_acc&color=s2.downsample`` opens a view directly. Beyond
-:data:`MAX_POINTS` candidates the points off the front are a random sample (the page says so);
-the front is always drawn whole.
+An architecture trained with several seeds is one point at its means, with error bars of one
+standard deviation, as ``poolstride pareto`` ranks it; members of the first seed's front whose
+mean fell off the front are open diamonds. ``?job=ID&x=flops&y=val_acc&color=s2.downsample``
+opens a view directly. Beyond :data:`MAX_POINTS` architectures the points off the front are a
+random sample (the page says so); the front is always drawn whole.
 """
 
 from __future__ import annotations
@@ -62,38 +65,38 @@ color_by = _choose(
 )
 pair = (y_obj, x_obj)
 
-points = _data.points(url, job.id, version, pair)
-measured = points[points[[x_obj, y_obj]].notna().all(axis=1)]
-if measured.empty:
+means = _data.means(url, job.id, version, pair)
+if means.empty:
     st.info(
         f"No complete candidate of job {job.id} has both {y_obj} and {x_obj} "
         "(latency is only measured where the job asks for it)."
     )
     st.stop()
-front_trials = _data.front_trials(url, job.id, version, pair)
-shown, sampled = off_front_sample(measured, front_trials, MAX_POINTS)
+front = _data.front(url, job.id, version, pair)
+members = front.members
+shown, sampled = off_front_sample(means, [int(t) for t in front.rows["trial"]], MAX_POINTS)
 # Full rows (stage choices, for colour and hover) only for what is drawn: one read.
-rows = _data.candidates(url, job.id, version, trials=tuple(sorted([*front_trials, *shown])))
-front = rows.set_index("trial", drop=False).loc[list(front_trials)]  # front order
+off = _data.means_rows(url, job.id, version, pair, tuple(sorted(shown)))
 fig = pareto_figure(
-    rows[~rows["trial"].isin(front_trials)],
-    front,
-    x=x_obj,
-    y=y_obj,
-    color_by=None if color_by == "none" else color_by,
+    off, front.rows, x=x_obj, y=y_obj, color_by=None if color_by == "none" else color_by
 )
+seeded = bool((means["n"] > 1).any())
+fallen = len(front.rows) - len(members)
 
 left, right = st.columns([3, 2])
 with left:
     st.plotly_chart(fig, width="stretch", key="pareto_chart")
     st.caption(
-        f"{len(measured):,} complete candidates, {len(front)} on the front (diamonds)"
+        f"{len(means):,} architectures of {front.complete:,} complete candidates, "
+        f"{len(members)} on the front (diamonds)"
+        + (f"; {fallen} fell off it by their mean over seeds (open diamonds)" if fallen else "")
         + (
             f"; drawn: the front and a random sample of {len(shown):,} of the other "
-            f"{len(measured) - len(front):,}"
+            f"{len(means) - len(front.rows):,}"
             if sampled
             else ""
         )
+        + (". Points are means over seeds, bars one standard deviation." if seeded else "")
     )
 with right:
     history = _data.hypervolume_curve(url, job.id, version, pair)
@@ -101,13 +104,17 @@ with right:
     st.plotly_chart(hypervolume_figure(history), width="stretch", key="hypervolume_chart")
     st.metric(
         "hypervolume",
-        f"{_data.hypervolume_of(url, job.id, version, pair):.4f}",
-        help="Measure of what the front dominates, up to accuracy 0 and 1.1 × the "
-        "largest cost, in normalised units (search.pareto's reference rule).",
+        f"{front.hypervolume:.4f}",
+        help="Measure of what the front of architectures (their means over seeds) dominates, "
+        "up to accuracy 0 and 1.1 × the largest cost, in normalised units (search.pareto's "
+        "reference rule).",
     )
-    st.metric("front size", len(front))
+    st.metric("front size", len(members))
 
 st.subheader("Front")
-# as the Trials table: metrics first, no column the job's space fixes
+# as the Trials table: metrics first, no column the job's space fixes; with seeds, their count
+# and spread, and which architectures fell off the front
 columns = trials_columns(["trial", *stage_cols, *METRICS], job.config.space)
-st.dataframe(front[columns], hide_index=True, width="stretch", column_config=COUNT_COLUMNS)
+if seeded:
+    columns += ["n", "val_acc_std", "on_front"]
+st.dataframe(front.rows[columns], hide_index=True, width="stretch", column_config=COUNT_COLUMNS)

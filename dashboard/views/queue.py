@@ -1,4 +1,5 @@
-"""Queue: jobs with their progress, and workers with their last heartbeat, lost ones warned of.
+"""Queue: jobs with their progress and phase, and workers with their last heartbeat, lost ones
+warned of.
 
 While a job is queued or running the page reruns its body every :data:`REFRESH_S` seconds.
 """
@@ -10,7 +11,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from dashboard import _data
-from dashboard.tables import job_errors, jobs_table, lost_warning, workers_table
+from dashboard.tables import job_errors, jobs_table, lost_warning, phase_now, workers_table
 
 REFRESH_S = 3.0
 _ACTIVE = ("queued", "running")
@@ -24,11 +25,14 @@ def _render() -> bool:
     jobs, workers = _data.jobs(url), _data.workers(url)
     active = [j for j in jobs if j.status in _ACTIVE]
     for job in active:
-        if job.status == "running":
+        phase = phase_now(job)
+        if job.status == "running" and phase is not None:
+            # a phase not yet planned has no total: its bar stands at zero
             st.progress(
-                job.trials_done / job.trials_total if job.trials_total else 0.0,
-                text=f"job {job.id} ({job.name}): {job.trials_done}/"
-                f"{job.trials_total} trials complete, worker {job.worker_id}",
+                min(phase.done / phase.total, 1.0) if phase.total else 0.0,
+                text=f"job {job.id} ({job.name}): {phase.name} phase, {phase.done}/"
+                f"{'?' if phase.total is None else phase.total} trials complete, "
+                f"worker {job.worker_id}",
             )
     st.subheader("Jobs")
     if jobs:
@@ -39,7 +43,7 @@ def _render() -> bool:
             column_config={
                 "progress": st.column_config.ProgressColumn(
                     "progress",
-                    help="complete trials of the budget",
+                    help="complete trials of the search budget",
                     min_value=0.0,
                     max_value=1.0,
                     format="percent",

@@ -1,25 +1,36 @@
 """Reading a study: ``pareto``, ``trials``, ``analyze`` and ``export``.
 
-The numbers come from :mod:`search.query`, :mod:`search.pareto` and :mod:`search.analysis`;
-this module only formats them. ``export`` validates its input, reads the candidate and hands it
-to :mod:`workers.export`, imported (with torch) only when it runs.
+The numbers come from :mod:`search.query`, :mod:`search.pareto`, :mod:`search.analysis` and
+:mod:`search.verdicts`; this module only formats them. ``export`` validates its input, reads the
+candidate and hands it to :mod:`workers.export`, imported (with torch) only when it runs.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import click
 
 from search._checks import INT64
-from search.analysis import describe_effect, importances, paired_effects, stage_analysis
+from search.analysis import (
+    ablation_effects,
+    cost_objective,
+    describe_effect,
+    importances,
+    paired_effects,
+    recommendations,
+    stage_analysis,
+)
 from search.artifacts import EXPORT_FORMATS, ExportFormat, weights_path
 from search.cli._common import (
     Integer,
     bad_input,
     candidate_columns,
     cell,
+    count,
     database,
     db_option,
     die,
@@ -27,10 +38,13 @@ from search.cli._common import (
     fail,
     print_candidates,
     print_table,
+    table_columns,
     warn,
 )
 from search.objectives import OBJECTIVES
-from search.query import load_candidates, load_front, parse_sort, parse_where, to_records
+from search.pareto import MEASURED, architecture_means
+from search.query import Front, load_candidates, load_front, parse_sort, parse_where, to_records
+from search.space import ArchSpec
 from search.store import JobInfo, Store, database_errors, optuna_storage
 from search.vocabulary import FINAL_STATUSES
 
@@ -43,6 +57,8 @@ __all__ = [
     "AnalyzeFormat",
     "Format",
     "analyze",
+    "echo_front",
+    "echo_verdicts",
     "export",
     "pareto",
     "trials",
@@ -53,6 +69,8 @@ Format = Literal["table", "json", "csv"]
 FORMATS: tuple[Format, ...] = get_args(Format)
 AnalyzeFormat = Literal["table", "json"]
 ANALYZE_FORMATS: tuple[AnalyzeFormat, ...] = get_args(AnalyzeFormat)
+# what a front row adds to a candidate row in JSON and CSV: the seeds behind its means
+_FRONT_COLUMNS = ("n", *(f"{m}_std" for m in MEASURED), "trials", "on_front")
 
 
 def _format_option(choices: tuple[str, ...] = FORMATS) -> Any:
@@ -67,12 +85,19 @@ def _format_option(choices: tuple[str, ...] = FORMATS) -> Any:
 
 
 def _emit_rows(
-    frame: pd.DataFrame, fmt: Format, job: JobInfo, *, with_state: bool, empty: str
+    frame: pd.DataFrame,
+    fmt: Format,
+    job: JobInfo,
+    *,
+    with_state: bool,
+    empty: str,
+    extra: Sequence[str] = (),
 ) -> None:
+    columns = [*candidate_columns(job), *extra]
     if fmt == "json":
-        emit_json(to_records(frame[candidate_columns(job)]))
+        emit_json(to_records(frame[columns]))
     elif fmt == "csv":
-        click.echo(frame[candidate_columns(job)].to_csv(index=False), nl=False)
+        click.echo(frame[columns].to_csv(index=False), nl=False)
     elif frame.empty:
         click.echo(empty)
     else:
@@ -97,7 +122,13 @@ def _none_complete(job: JobInfo) -> str:
 @_format_option()
 @db_option
 def pareto(job_id: int, objectives: str | None, fmt: Format, db: str | None) -> None:
-    """Print the job's Pareto front over its objectives (or ``--objectives``)."""
+    """Print the job's Pareto front over its objectives (or ``--objectives``).
+
+    The front is of architectures: an architecture trained with several seeds counts once,
+    with its metrics averaged over them (the table then shows mean ± standard deviation and
+    the number of seeds n, and marks the architectures whose first seed put them on the front
+    but whose mean fell off it).
+    """
     names = None
     if objectives is not None:
         names = [o.strip() for o in objectives.split(",") if o.strip()]
@@ -107,12 +138,60 @@ def pareto(job_id: int, objectives: str | None, fmt: Format, db: str | None) -> 
         job = store.get_job(job_id)
         with bad_input():
             front = load_front(store, job_id, names)
-    _emit_rows(front.rows, fmt, job, with_state=False, empty=_none_complete(job))
-    if fmt == "table" and not front.rows.empty:
+    if fmt == "table":
+        echo_front(job, front)
+    else:
+        _emit_rows(front.rows, fmt, job, with_state=False, empty="", extra=_FRONT_COLUMNS)
+
+
+def echo_front(job: JobInfo, front: Front) -> None:
+    """The front as ``pareto`` prints its table (``run`` ends with it too)."""
+    if front.rows.empty:
+        click.echo(_none_complete(job))
+        return
+    if not _has_seeds(front):
+        print_candidates(front.rows, job, with_state=False)
         click.echo(
-            f"{len(front.rows)} of {front.complete} complete candidates on the front "
+            f"{len(front.members)} of {front.complete} complete candidates on the front "
             f"({', '.join(front.objectives)}); hypervolume {front.hypervolume:.4f}"
         )
+        return
+    keys = table_columns(job, with_state=False)
+    print_table(
+        [keys[0], "n", *keys[1:], "front"],
+        [
+            [
+                cell(r[keys[0]]),
+                cell(r["n"]),
+                *(_spread(r, k) if k in MEASURED else cell(r[k]) for k in keys[1:]),
+                "yes" if r["on_front"] else "fell off",
+            ]
+            for r in to_records(front.rows)
+        ],
+    )
+    fallen = len(front.rows) - len(front.members)
+    click.echo(
+        f"{len(front.members)} of {front.architectures} architectures on the front of their "
+        f"means over seeds ({', '.join(front.objectives)}; {front.complete} complete "
+        f"candidates); hypervolume {front.hypervolume:.4f}"
+        + (
+            f"; {count(fallen, 'architecture')} on it by the first seed fell off by the mean"
+            if fallen
+            else ""
+        )
+    )
+
+
+def _has_seeds(front: Front) -> bool:
+    """Whether the front has anything a one-seed table cannot show: an architecture with
+    several seeds, or one that fell off."""
+    return bool((front.rows["n"] > 1).any() or not front.rows["on_front"].all())
+
+
+def _spread(row: Mapping[str, Any], key: str) -> str:
+    """A measured metric as mean ± standard deviation over seeds (the mean alone for one)."""
+    std = row[f"{key}_std"]
+    return cell(row[key]) if std is None or row[key] is None else f"{cell(row[key])} ± {cell(std)}"
 
 
 @click.command()
@@ -157,7 +236,12 @@ def trials(
 @_format_option(ANALYZE_FORMATS)
 @db_option
 def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
-    """The per-stage answer: each stage choice's accuracy, front share, cost and paired effect."""
+    """The per-stage answer: verdicts of the one-choice ablations, then each stage choice's
+    accuracy, front share and cost, matched pairs and parameter importances.
+
+    A verdict compares a variant with the reference architecture by the seed-paired
+    differences of val_acc: their mean and a 95 % t-interval over them (none below 3 seeds).
+    """
     with database(db) as url, Store.open(url, read_only=True) as store:
         job = store.get_job(job_id)
         objectives = job.config.objectives
@@ -165,6 +249,7 @@ def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
         frame = load_candidates(store, job_id, where=["state=complete"])
         with database_errors(url):  # Optuna's storage, not the store: map its errors the same way
             found = importances(optuna_storage(url), job.study_name)
+    planned, skipped = _ablation_plan(job)
     if frame.empty:
         if fmt == "json":
             emit_json(
@@ -172,10 +257,16 @@ def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
                     "job": job_id,
                     "objectives": list(objectives),
                     "complete": 0,
+                    "architectures": 0,
                     "front_size": 0,
                     "hypervolume": 0.0,
-                    "stages": [],
+                    "reference": None,
+                    "references": [],
                     "effects": [],
+                    "recommendations": [],
+                    "skipped": skipped,
+                    "stages": [],
+                    "matched_pairs": [],
                     "importances": {},
                 }
             )
@@ -183,28 +274,37 @@ def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
             click.echo(_none_complete(job))
         return
     analysis_objectives = objectives if len(objectives) > 1 else ("val_acc", "flops")
+    references, effects, advice = _verdicts(job, frame, planned)
     stages = stage_analysis(frame, objectives=analysis_objectives)
-    effects = paired_effects(frame)
-    effect_rows = [{**row, "text": describe_effect(row)} for row in to_records(effects)]
+    pairs = paired_effects(frame)
+    pair_rows = [{**row, "text": describe_effect(row)} for row in to_records(pairs)]
     if fmt == "json":
         emit_json(
             {
                 "job": job_id,
                 "objectives": list(objectives),
                 "complete": front.complete,
-                "front_size": len(front.rows),
+                "architectures": front.architectures,
+                "front_size": len(front.members),
                 "hypervolume": front.hypervolume,
+                "reference": references[0] if references else None,
+                "references": references,
+                "effects": to_records(effects),
+                "recommendations": to_records(advice),
+                "skipped": skipped,
                 "stages": to_records(stages),
-                "effects": effect_rows,
+                "matched_pairs": pair_rows,
                 "importances": found,
             }
         )
         return
     click.echo(
         f"job {job_id}: {front.complete} complete candidates, front of "
-        f"{len(front.rows)} over {', '.join(objectives)}, hypervolume "
+        f"{len(front.members)} over {', '.join(objectives)}, hypervolume "
         f"{front.hypervolume:.4f}"
     )
+    click.echo("")
+    _print_verdicts(job, planned, references, to_records(effects), to_records(advice), skipped)
     if stages.empty:
         return
     click.echo("")
@@ -226,17 +326,122 @@ def analyze(job_id: int, fmt: AnalyzeFormat, db: str | None) -> None:
         ],
     )
     click.echo("")
-    if effect_rows:
-        click.echo("paired effects (architectures that differ in that one choice only):")
-        for row in effect_rows:
+    if pair_rows:
+        click.echo("matched pairs (architectures that differ in that one choice only):")
+        for row in pair_rows:
             click.echo(f"  {row['text']}")
     else:
-        click.echo("paired effects: no pairs of architectures differ in one choice only")
+        click.echo("matched pairs: no pairs of architectures differ in one choice only")
     if found:
         click.echo("")
         click.echo(f"parameter importances for {objectives[0]} (Optuna, fANOVA):")
         for name, value in found.items():
             click.echo(f"  {name:<16} {value:.3f}")
+
+
+def echo_verdicts(store: Store, job: JobInfo) -> None:
+    """Print ``analyze``'s verdicts section for ``job`` (``run`` ends with it)."""
+    frame = load_candidates(store, job.id, where=["state=complete"])
+    if frame.empty:
+        return
+    planned, skipped = _ablation_plan(job)
+    references, effects, advice = _verdicts(job, frame, planned)
+    _print_verdicts(job, planned, references, to_records(effects), to_records(advice), skipped)
+
+
+def _ablation_plan(job: JobInfo) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job's ablate plan (empty until planned) and its skipped variants."""
+    planned = dict((job.plan or {}).get("ablate") or {})
+    return planned, list(planned.get("skipped", []))
+
+
+def _verdicts(
+    job: JobInfo, frame: pd.DataFrame, planned: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], pd.DataFrame, pd.DataFrame]:
+    """The references as JSON, the effects around them and the recommendations."""
+    objectives = job.config.objectives
+    cost = cost_objective(objectives)
+    trials = [int(t) for t in planned.get("references", [])]
+    effects = ablation_effects(frame, references=trials, cost=cost)
+    advice = recommendations(frame, effects, cost=cost)
+    means = architecture_means(frame, objectives)
+    return [_reference(frame, means, t) for t in trials], effects, advice
+
+
+def _reference(frame: pd.DataFrame, means: pd.DataFrame, trial: int) -> dict[str, Any]:
+    """A reference trial as JSON: its architecture and its mean val_acc over its seeds."""
+    arch_hash = frame.loc[frame["trial"] == trial, "arch_hash"].iloc[0]
+    (row,) = to_records(means[means["arch_hash"] == arch_hash])
+    return {
+        "trial": trial,
+        "architecture": ArchSpec.from_row(row).to_dict(),
+        "val_acc": row["val_acc"],
+        "val_acc_std": row["val_acc_std"],
+        "n": row["n"],
+    }
+
+
+def _print_verdicts(
+    job: JobInfo,
+    planned: Mapping[str, Any],
+    references: Sequence[Mapping[str, Any]],
+    effects: Sequence[Mapping[str, Any]],
+    advice: Sequence[Mapping[str, Any]],
+    skipped: Sequence[Mapping[str, Any]],
+) -> None:
+    """The verdicts section of ``analyze``: per reference its line and one line per effect,
+    then the recommendations, the half-width note and the skipped variants."""
+    if job.config.ablate == "none":
+        click.echo(
+            "verdicts: this job ran no ablation; submit with --ablate downsample|all "
+            "(and --seeds 3 or more) for per-stage verdicts"
+        )
+        return
+    if not planned:
+        click.echo("verdicts: the ablation is not planned yet (it follows the search)")
+        return
+    if not references:
+        reason = planned.get("reason")
+        click.echo(
+            "verdicts: the ablation had no reference architecture to vary"
+            + (f" ({reason})" if reason else "")
+        )
+    else:
+        click.echo(
+            "verdicts (val_acc: mean of the seed-paired differences from the reference, "
+            "95 % t-interval):"
+        )
+    for ref in references:
+        std = "" if ref["val_acc_std"] is None else f" ± {ref['val_acc_std']:.4f}"
+        click.echo(
+            f"reference: trial {ref['trial']} ({_arch_text(ref['architecture'])}), "
+            f"val_acc {ref['val_acc']:.4f}{std} over {count(ref['n'], 'seed')}"
+        )
+        around = [e for e in effects if e["reference"] == ref["trial"]]
+        if not around:
+            click.echo("  no variant has a result yet")
+        for e in around:
+            half = e["half_width"]
+            click.echo(f"  {e['text']}" + ("" if half is None else f" (±{half * 100:.1f} pt)"))
+    if advice:
+        click.echo(f"recommendations (around trial {advice[0]['reference']}):")
+        for r in advice:
+            click.echo(f"  {r['text']}")
+    widths = [e["half_width"] for e in effects if e["half_width"] is not None]
+    if widths:
+        click.echo(
+            f"an effect of about ±{statistics.median(widths) * 100:.1f} pt would be detected "
+            "about half the time (the median half-width; each line's own is after it)"
+        )
+    for note in skipped:
+        click.echo(
+            f"skipped: stage {note['stage']} {note['choice']} {note['value']}: {note['reason']}"
+        )
+
+
+def _arch_text(arch: Mapping[str, Any]) -> str:
+    """An architecture in one line: each stage's downsample, kernel and skip."""
+    return " | ".join(f"{s['downsample']} k{s['kernel']} {s['skip']}" for s in arch["stages"])
 
 
 @click.command()

@@ -20,14 +20,14 @@ from search.cli._common import (
     warn,
     when,
 )
-from search.cli._flags import job_config_from_flags, job_options, space_options
+from search.cli._flags import SUBMIT_DEFAULTS, job_config_from_flags, job_options, space_options
 from search.query import load_front
-from search.store import Store
+from search.store import JobInfo, Store
 from search.vocabulary import JOB_STATUSES, JobStatus
 
 __all__ = ["cancel", "jobs", "status", "submit"]
 
-_JOB_COLUMNS = ("id", "name", "status", "priority", "trials", "attempts", "created")
+_JOB_COLUMNS = ("id", "name", "status", "phase", "priority", "trials", "attempts", "created")
 
 
 @click.command()
@@ -41,7 +41,7 @@ def submit(db: str | None, as_json: bool, **flags: Any) -> None:
     A brand-new SQLite database file gets its schema created on the way.
     """
     with bad_input():
-        config = job_config_from_flags(**flags)
+        config = job_config_from_flags(defaults=SUBMIT_DEFAULTS, **flags)
     if config.data_dir is not None and not Path(config.data_dir).exists():
         # a worker on another machine may see it; say so, but queue the job
         warn(f"{config.data_dir!r} does not exist here; the worker that runs the job must have it")
@@ -62,7 +62,10 @@ def submit(db: str | None, as_json: bool, **flags: Any) -> None:
 @db_option
 @json_option
 def jobs(status: JobStatus | None, db: str | None, as_json: bool) -> None:
-    """List the queue, oldest first."""
+    """List the queue, oldest first.
+
+    PHASE is the first phase of the job not done yet: search, confirm or ablate.
+    """
     with database(db) as url, Store.open(url, read_only=True) as store:
         found = store.list_jobs(status)
     if as_json:
@@ -78,6 +81,7 @@ def jobs(status: JobStatus | None, db: str | None, as_json: bool) -> None:
                 str(j.id),
                 j.name,
                 j.status,
+                _current_phase(j),
                 str(j.priority),
                 f"{j.trials_done}/{j.trials_total}",
                 f"{j.attempts}/{j.max_attempts}",
@@ -93,13 +97,18 @@ def jobs(status: JobStatus | None, db: str | None, as_json: bool) -> None:
 @db_option
 @json_option
 def status(job_id: int, db: str | None, as_json: bool) -> None:
-    """Show one job: status, progress, attempts, lease and last error."""
+    """Show one job: status, progress, attempts, lease and last error.
+
+    Each phase's progress counts its complete candidates, those the cache served included, of
+    its planned total ("?" until the worker planned it); "results" tells the candidates
+    trained from those the cache served.
+    """
     with database(db) as url, Store.open(url, read_only=True) as store:
         job = store.get_job(job_id)
         front = load_front(store, job_id)
     if as_json:
         emit_json(
-            {**job.to_dict(), "front_size": len(front.rows), "hypervolume": front.hypervolume}
+            {**job.to_dict(), "front_size": len(front.members), "hypervolume": front.hypervolume}
         )
         return
     cfg = job.config
@@ -109,9 +118,11 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
         + (" (cancel requested)" if job.cancel_requested and job.status == "running" else ""),
         "study": job.study_name,
         "trials": f"{job.trials_done}/{job.trials_total} complete",
+        "phases": ", ".join(_progress(job, p.name) for p in job.phases),
+        "results": f"{job.trained} trained, {job.cached} from the cache",
         "dataset": cfg.dataset,
         "objectives": ", ".join(cfg.objectives),
-        "front": f"{count(len(front.rows), 'candidate')}, hypervolume {front.hypervolume:.4f}",
+        "front": f"{count(len(front.members), 'candidate')}, hypervolume {front.hypervolume:.4f}",
         "sampler": cfg.sampler,
         "priority": str(job.priority),
         "attempts": f"{job.attempts}/{job.max_attempts}",
@@ -141,3 +152,22 @@ def cancel(job_id: int, db: str | None, as_json: bool) -> None:
         click.echo(f"job {job.id} cancelled")
     else:
         click.echo(f"job {job.id}: cancel requested; its worker stops it at the next heartbeat")
+
+
+def _progress(job: JobInfo, name: str) -> str:
+    """``confirm 4/6``, with its failures and, for the ablation, its skipped variants."""
+    (phase,) = (p for p in job.phases if p.name == name)
+    total = "?" if phase.total is None else str(phase.total)
+    notes = [f"{phase.failed} failed"] if phase.failed else []
+    skipped = len(((job.plan or {}).get(name) or {}).get("skipped", []))
+    if skipped:
+        notes.append(f"{count(skipped, 'variant')} skipped")
+    return f"{name} {phase.done}/{total}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _current_phase(job: JobInfo) -> str:
+    """The first phase of the job not done (``-`` when every one is)."""
+    for phase in job.phases:
+        if phase.total is None or phase.done < phase.total:
+            return phase.name
+    return "-"

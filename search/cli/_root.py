@@ -12,6 +12,7 @@ from search.cli._data import data
 from search.cli._db import db
 from search.cli._query import analyze, export, pareto, trials
 from search.cli._queue import cancel, jobs, status, submit
+from search.cli._report import report
 from search.cli._space import arch, space
 from search.cli._work import run, worker
 from search.cli._workers import workers
@@ -41,6 +42,7 @@ for command in (
     pareto,
     trials,
     analyze,
+    report,
     export,
     dashboard,
 ):

@@ -25,16 +25,15 @@ from search.cli._common import (
     emit_json,
     fail,
     json_option,
-    print_candidates,
     stack,
 )
-from search.cli._flags import job_config_from_flags, job_options, space_options
+from search.cli._flags import RUN_DEFAULTS, job_config_from_flags, job_options, space_options
+from search.cli._query import echo_front, echo_verdicts
 from search.query import load_front, to_records
 from search.store import DEFAULT_LEASE_S, Store, display_url
 
-__all__ = ["RUN_DEFAULTS", "run", "worker"]
+__all__ = ["run", "worker"]
 
-RUN_DEFAULTS = {"trials": 12, "epochs": 2}
 
 _worker_options = stack(
     click.option(
@@ -119,15 +118,15 @@ def worker(
 def run(
     db: str | None, as_json: bool, ray_address: str | None, lease_s: float, **flags: Any
 ) -> None:
-    """Submit a search, work it to its end here, then print its Pareto front.
+    """Submit a search, work it to its end here, then print its Pareto front and verdicts.
 
-    Defaults: mnist5k, 12 trials of 2 epochs, the default space (3 stages, 46,656 architectures).
+    Defaults: mnist5k with 1,000 validation images, the default space at widths 16/32/64
+    (3 stages, 46,656 architectures), 8 search trials of 3 epochs, the front confirmed with 3
+    seeds, and every other downsample at every stage of the most accurate front member
+    trained with the same 3 seeds. A TOML's keys and the flags override them.
     """
-    for key, value in RUN_DEFAULTS.items():
-        if flags[key] is None:
-            flags[key] = value
     with bad_input():
-        config = job_config_from_flags(**flags)
+        config = job_config_from_flags(defaults=RUN_DEFAULTS, **flags)
     if config.data_dir is not None and not Path(config.data_dir).exists():
         fail(f"--data-dir {config.data_dir!r} does not exist")
     with database(db) as url:
@@ -142,34 +141,31 @@ def run(
         _quiet_libraries()
         from workers.daemon import Worker
 
-        with Progress("trials", config.trials) as bar:
-
-            def advance(job_id: int, completed: int, total: int, failed: int) -> None:
-                bar.update(completed, note=f"{failed} failed" if failed else "")
-
-            Worker(url, lease_s=lease_s, on_progress=advance).run(
+        with _PhaseBars() as bars:
+            Worker(url, lease_s=lease_s, on_progress=bars.update).run(
                 job_id=job.id, ray_address=ray_address
             )
         with Store.open(url, read_only=True) as store:
             job = store.get_job(job.id)
-            front = load_front(store, job.id).rows
-    if as_json:
-        emit_json(
-            {
-                **{k: v for k, v in job.to_dict().items() if k != "config"},
-                "pareto": to_records(front[candidate_columns(job)]),
-            }
-        )
-    else:
-        click.echo(
-            f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} trials "
-            "complete" + (f" ({job.error})" if job.error else "")
-        )
-        if not front.empty:
-            click.echo(
-                f"Pareto front ({', '.join(config.objectives)}), {count(len(front), 'candidate')}:"
-            )
-            print_candidates(front, job, with_state=False)
+            front = load_front(store, job.id)
+            if as_json:
+                emit_json(
+                    {
+                        **{k: v for k, v in job.to_dict().items() if k != "config"},
+                        "pareto": to_records(front.members[candidate_columns(job)]),
+                    }
+                )
+            else:
+                click.echo(
+                    f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} search "
+                    f"trials complete, {job.trained} trained, {job.cached} from the cache"
+                    + (f" ({job.error})" if job.error else "")
+                )
+                if not front.rows.empty:
+                    click.echo(f"Pareto front ({', '.join(config.objectives)}):")
+                    echo_front(job, front)
+                    click.echo("")
+                    echo_verdicts(store, job)
     if job.status != "succeeded":
         sys.exit(EXIT_FAILURE)
 
@@ -192,9 +188,35 @@ def _quiet_libraries() -> None:
     )
 
 
-def _log_progress(job_id: int, completed: int, total: int, failed: int) -> None:
+class _PhaseBars:
+    """The progress of a job's phases: one :class:`Progress` each, ``PHASE trials``, opened
+    when the phase starts and closed when the next one does."""
+
+    def __init__(self) -> None:
+        self._phase: str | None = None
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> _PhaseBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+            self._bar = None
+
+    def update(self, job_id: int, phase: str, done: int, total: int | None, failed: int) -> None:
+        """The worker's progress callback."""
+        bar = self._bar
+        if bar is None or phase != self._phase:
+            self.__exit__(None, None, None)
+            self._phase = phase
+            bar = self._bar = Progress(f"{phase} trials", total or 0).__enter__()
+        bar.update(done, total=total, note=f"{failed} failed" if failed else "")
+
+
+def _log_progress(job_id: int, phase: str, done: int, total: int | None, failed: int) -> None:
     click.echo(
-        f"job {job_id}: {completed}/{total} trials complete"
+        f"job {job_id}: {phase} {done}/{'?' if total is None else total} trials complete"
         + (f", {failed} failed" if failed else ""),
         err=True,
     )

@@ -45,7 +45,14 @@ from search.store._schema import (
     upgrade,
 )
 from search.store._store import DEFAULT_LEASE_S, WORKER_RETENTION, Store, new_worker_id
-from search.store._types import CandidateInfo, Heartbeat, JobInfo, WorkerInfo
+from search.store._types import (
+    CachedResult,
+    CandidateInfo,
+    Heartbeat,
+    JobInfo,
+    PhaseProgress,
+    WorkerInfo,
+)
 
 __all__ = [
     "DB_ENV_VAR",
@@ -54,6 +61,7 @@ __all__ = [
     "OUTAGE",
     "RETRY_S",
     "WORKER_RETENTION",
+    "CachedResult",
     "CandidateInfo",
     "DatabaseError",
     "DatabaseUnavailableError",
@@ -62,6 +70,7 @@ __all__ = [
     "JobNotFoundError",
     "JobStateError",
     "LeaseLostError",
+    "PhaseProgress",
     "SchemaError",
     "Store",
     "StoreError",

@@ -33,8 +33,10 @@ from search._checks import INT32, INT64, Bounds
 from search.vocabulary import (
     CANDIDATE_STATES,
     JOB_STATUSES,
+    PHASES,
     CandidateState,
     JobStatus,
+    Phase,
     WorkerStatus,
 )
 
@@ -136,6 +138,8 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # JSON of search.datasets.DatasetFacts.to_dict(); NULL until a worker has loaded the data
     dataset_facts: Mapped[str | None] = mapped_column(Text)
+    # JSON {phase: details} of the planned phases (confirm, ablate); NULL until one is planned
+    plan: Mapped[str | None] = mapped_column(Text)
 
 
 # Claim order: highest priority first, then oldest.
@@ -162,13 +166,15 @@ class Worker(Base):
 
 
 class Candidate(Base):
-    """One trained (or training) architecture, joined to its Optuna trial."""
+    """One training of an architecture (running, or ended), or a result served from the
+    cache (``cached_from``), joined to its Optuna trial."""
 
     __tablename__ = "ps_candidates"
     __table_args__ = (
         UniqueConstraint("job_id", "trial_number"),
         Index("ix_ps_candidates_job_id_state", "job_id", "state"),
         CheckConstraint(_one_of("state", CANDIDATE_STATES), name="state"),
+        CheckConstraint(_one_of("phase", PHASES), name="phase"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -195,6 +201,18 @@ class Candidate(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the job phase that asked for this training; rows from before migration 0004 are search's
+    phase: Mapped[Phase] = mapped_column(String(16), server_default="search")
+    # which of the architecture's seeds this is (0 for every search-phase candidate)
+    replicate: Mapped[int] = mapped_column(Integer, server_default="0")
+    # ablate rows: the trial number of the reference architecture's trial they vary
+    reference: Mapped[int | None] = mapped_column(Integer)
+    # a result served by the cache: the candidate it was copied from (its curve copied too).
+    # No ON DELETE action: a source is not deleted while a copy names it (SQLite adds the
+    # reference in place only as a column constraint, whose action SQLAlchemy cannot reflect)
+    cached_from: Mapped[int | None] = mapped_column(ForeignKey("ps_candidates.id"))
+    # search.cache.cache_key of what was trained: architecture, data, settings and seed
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Stage(Base):

@@ -11,13 +11,14 @@ several filters mean AND. Keys are
 
 - the stage parameters ``sN.downsample``, ``sN.kernel``, ``sN.skip``, ``sN.width``,
   ``sN.depth`` (``N`` from 1), answered from the indexed ``ps_stages`` table;
-- the candidate columns ``trial`` (the Optuna trial number), ``state``, ``val_acc``,
-  ``test_acc``, ``flops``, ``params``, ``activation_bytes``, ``receptive_field``,
-  ``latency_ms``, ``train_s``, ``epochs_done``.
+- the candidate columns ``trial`` (the Optuna trial number), ``state``, ``phase``,
+  ``val_acc``, ``test_acc``, ``flops``, ``params``, ``activation_bytes``,
+  ``receptive_field``, ``latency_ms``, ``train_s``, ``epochs_done``, ``replicate``, ``seed``,
+  ``reference`` and ``cached_from`` (``cached_from>0``: the results the cache served).
 
 Filters are parsed into :class:`Condition` objects whose values are checked against the key
 (a number for numeric keys, within the column's range for integer ones, one of the allowed
-words for ``state``, ``downsample`` and ``skip``) and then become bound parameters of a
+words for ``state``, ``phase``, ``downsample`` and ``skip``) and then become bound parameters of a
 SQLAlchemy expression: no user text is ever pasted into SQL. Every refusal starts with the
 ``--where '…'`` (or ``--sort '…'``) it refers to. Sorting and ``limit`` run in the database
 too, so ``--limit 50`` loads 50 rows.
@@ -43,6 +44,7 @@ from search.vocabulary import (
     CANDIDATE_STATES,
     DOWNSAMPLES,
     METRICS,
+    PHASES,
     SKIPS,
     STAGE_KEYS,
     CandidateState,
@@ -74,17 +76,24 @@ OPERATORS: tuple[Operator, ...] = ("=", "!=", "<", "<=", ">", ">=")
 
 _CANDIDATE_COLUMNS = Base.metadata.tables[Candidate.__tablename__].columns
 
-# filter/sort key -> ps_candidates column: trial and state, then every metric and epochs_done
-# in the table's column order (the order the unknown-key message lists them in)
+# which training of an architecture a candidate is: its replicate and seed, the reference
+# trial an ablation varies, the candidate a cached result was copied from
+_RUN_COLUMNS = ("replicate", "seed", "reference", "cached_from")
+# filter/sort key -> ps_candidates column: trial, state and phase, then every metric and
+# epochs_done in the table's column order (the order the unknown-key message lists them in),
+# then the run columns
 CANDIDATE_KEYS: dict[str, str] = {
     "trial": "trial_number",
     "state": "state",
+    "phase": "phase",
     **{c.name: c.name for c in _CANDIDATE_COLUMNS if c.name in (*METRICS, "epochs_done")},
+    **{name: name for name in _RUN_COLUMNS},
 }
 
 # words allowed for the non-numeric keys; everything else is numeric
 _WORDS: dict[str, tuple[str, ...]] = {
     "state": CANDIDATE_STATES,
+    "phase": PHASES,
     "downsample": DOWNSAMPLES,
     "skip": SKIPS,
 }
@@ -96,6 +105,8 @@ _STAGE_KEY = re.compile(r"s([1-9][0-9]*)\.(\w+)")
 # the metrics that are NULL until measured (a failed candidate has no val_acc)
 _NULLABLE_METRICS = tuple(m for m in METRICS if _CANDIDATE_COLUMNS[m].nullable)
 _INT_STAGE_KEYS = ("kernel", "width", "depth")
+# the integer columns that are NULL where they do not apply (a search row has no reference)
+_NULLABLE_INTEGERS = tuple(c for c in _RUN_COLUMNS if _CANDIDATE_COLUMNS[c].nullable)
 _EXTRA_COLUMNS = ("candidate_id", "arch_hash", "epochs_done")
 
 
@@ -218,13 +229,15 @@ def load_candidates(
             last either way.
         limit: At most this many rows (after filtering and sorting).
         columns: Only these columns (plus ``candidate_id`` and ``trial``, always present);
-            default :func:`output_columns` plus ``candidate_id``, ``arch_hash`` and
+            default :func:`output_columns` plus ``candidate_id``, then ``phase``,
+            ``replicate``, ``seed``, ``reference``, ``cached_from``, ``arch_hash`` and
             ``epochs_done``. Asking for no stage column skips the ``ps_stages`` read.
         trials: Only these trial numbers.
 
     Returns:
         One row per candidate. Stage columns hold strings (``downsample``, ``skip``) and
-        integers; metrics not measured (a failed candidate's ``val_acc``) are NaN.
+        integers; metrics not measured (a failed candidate's ``val_acc``) are NaN, and so are
+        ``reference`` and ``cached_from`` where they do not apply (the column is then float).
 
     Raises:
         ValueError: a malformed filter or sort key, a stage the job does not have, a negative
@@ -272,8 +285,10 @@ def load_candidates(
             frame[key] = pd.Series(dtype=object)
         elif key.rsplit(".", 1)[1] in _INT_STAGE_KEYS:
             # the pivot mixes strings and integers into object columns; give numbers back
-            numbers = pd.to_numeric(frame[key])
-            frame[key] = numbers.astype("int64") if numbers.notna().all() else numbers
+            frame[key] = _integers(frame[key])
+    for key in _NULLABLE_INTEGERS:
+        if key in frame.columns:
+            frame[key] = _integers(frame[key])
     for key in _NULLABLE_METRICS:
         if key in frame.columns:  # None (not measured) becomes NaN, the column float64
             frame[key] = pd.to_numeric(frame[key]).astype("float64")
@@ -282,20 +297,33 @@ def load_candidates(
 
 @dataclass(frozen=True)
 class Front:
-    """A job's Pareto front: its members' full rows and the hypervolume of the front.
+    """A job's Pareto front of architectures: the rows of its members (each architecture's
+    results averaged over its seeds, :func:`search.pareto.architecture_means`) and the
+    hypervolume of the front.
 
     Attributes:
         objectives: The objectives the front is over.
-        rows: The front members as :func:`load_candidates` rows, best first by the first
-            objective (:func:`search.pareto.pareto_front`).
-        hypervolume: :func:`search.pareto.hypervolume` of all complete candidates.
+        rows: The front's architectures as :func:`load_candidates` rows of their lowest trial,
+            with the measured metrics replaced by their means over seeds, plus ``n``,
+            ``{metric}_std``, ``trials`` and ``on_front`` (``True``), best first by the first
+            objective (:func:`search.pareto.pareto_front`); then, with ``on_front`` ``False``,
+            the architectures that were on the front of the first seed's results
+            (replicate 0) but whose mean fell off it.
+        hypervolume: :func:`search.pareto.hypervolume` of every complete architecture's means.
         complete: How many complete candidates the front was chosen from.
+        architectures: How many distinct architectures those candidates are.
     """
 
     objectives: tuple[str, ...]
     rows: pd.DataFrame
     hypervolume: float
     complete: int
+    architectures: int
+
+    @property
+    def members(self) -> pd.DataFrame:
+        """The rows on the front (``on_front``), without the architectures that fell off it."""
+        return self.rows[self.rows["on_front"].to_numpy(dtype=bool)]
 
 
 def count_candidates(store: Store, job_id: int, *, where: Iterable[str | Condition] = ()) -> int:
@@ -318,31 +346,53 @@ def count_candidates(store: Store, job_id: int, *, where: Iterable[str | Conditi
 
 
 def load_front(store: Store, job_id: int, objectives: Sequence[str] | None = None) -> Front:
-    """The Pareto front of the job's complete candidates over ``objectives`` (default: the
-    job's own), read with one narrow query plus the members' full rows.
+    """The Pareto front of the job's complete architectures over ``objectives`` (default: the
+    job's own), each architecture's results averaged over its seeds.
+
+    One narrow query of the objectives of every complete candidate chooses the front; the
+    full rows are read for the trials of the front's architectures (and of those that fell off
+    it) only. A job that trained each architecture once has the front of its candidates.
 
     Raises:
         ValueError: an unknown objective.
 
     Example:
         >>> front = load_front(store, 1, ["val_acc", "params"])  # doctest: +SKIP
-        >>> len(front.rows), round(front.hypervolume, 3)  # doctest: +SKIP
+        >>> len(front.members), round(front.hypervolume, 3)  # doctest: +SKIP
         (6, 0.912)
     """
     from search.objectives import validate_objectives
-    from search.pareto import hypervolume, pareto_front
+    from search.pareto import architecture_front, architecture_means, hypervolume
 
     names = validate_objectives(objectives or store.get_job(job_id).config.objectives)
-    narrow = load_candidates(store, job_id, where=["state=complete"], columns=list(names))
-    members = pareto_front(narrow, names)
-    rows = load_candidates(store, job_id, trials=members["trial"].tolist())
-    order = {t: i for i, t in enumerate(members["trial"].tolist())}
-    rows = rows.sort_values("trial", key=lambda s: s.map(order)).reset_index(drop=True)
+    narrow = load_candidates(
+        store,
+        job_id,
+        where=["state=complete"],
+        columns=list(dict.fromkeys([*names, "arch_hash", "seed", "replicate", "phase"])),
+    )
+    means = architecture_means(narrow, names)
+    # what the search found, before confirm and ablate trained more seeds and variants: an
+    # ablation variant whose first seed was lucky never was a member to fall off
+    first = (narrow["phase"] == "search") & (narrow["replicate"] == 0)
+    chosen = architecture_front(
+        means, names, first_seed=None if first.all() else architecture_means(narrow[first], names)
+    )
+    # every measured metric of the chosen architectures: their full rows, all their seeds
+    wanted = [t for trials in chosen["trials"] for t in trials]
+    rows = architecture_means(
+        load_candidates(store, job_id, where=["state=complete"], trials=wanted), names
+    )
+    place = {h: i for i, h in enumerate(chosen["arch_hash"])}
+    rows = rows.sort_values("arch_hash", key=lambda s: s.map(place)).reset_index(drop=True)
+    on_front = chosen.loc[chosen["on_front"].to_numpy(dtype=bool), "arch_hash"]
+    rows["on_front"] = rows["arch_hash"].isin(on_front).to_numpy(dtype=bool)
     return Front(
         tuple(names),
         rows,
-        hypervolume(narrow, names),
+        hypervolume(means, names),
         int(narrow[list(names)].notna().all(axis=1).sum()),
+        len(means),
     )
 
 
@@ -495,7 +545,14 @@ def _order(sort: str | None, n_stages: int) -> list[Any]:
 
 
 def _wanted_columns(columns: Sequence[str] | None, n_stages: int) -> list[str]:
-    default = ["candidate_id", *output_columns(n_stages), "arch_hash", "epochs_done"]
+    default = [
+        "candidate_id",
+        *output_columns(n_stages),
+        "phase",
+        *_RUN_COLUMNS,
+        "arch_hash",
+        "epochs_done",
+    ]
     if columns is None:
         return default
     known = set(default)
@@ -503,6 +560,14 @@ def _wanted_columns(columns: Sequence[str] | None, n_stages: int) -> list[str]:
         if key not in known:
             raise ValueError(f"unknown column {key!r} (expected one of {', '.join(default)})")
     return ["candidate_id", "trial", *(k for k in columns if k not in ("candidate_id", "trial"))]
+
+
+def _integers(column: pd.Series) -> pd.Series:
+    """``column`` as numbers: int64 when it has no missing value, else float64 with NaN."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column)
+    return numbers.astype("int64") if numbers.notna().all() else numbers.astype("float64")
 
 
 def _rows(conn: Connection, query: Executable) -> tuple[list[str], Sequence[Sequence[Any]]]:

@@ -18,10 +18,24 @@ import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, inspect, or_, select, text
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    inspect,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -47,15 +61,24 @@ from search.store._errors import (
 from search.store._models import Candidate, Epoch, Job, Stage, Worker
 from search.store._query import candidates_query
 from search.store._schema import UPGRADE_HINT, check_schema, upgrade
-from search.store._types import CandidateInfo, Heartbeat, JobInfo, WorkerInfo
+from search.store._types import (
+    CachedResult,
+    CandidateInfo,
+    Heartbeat,
+    JobInfo,
+    PhaseProgress,
+    WorkerInfo,
+)
 from search.vocabulary import (
     FINAL_CANDIDATE_STATES,
     FINAL_STATUSES,
     JOB_STATUSES,
+    PHASES,
     STAGE_KEYS,
     CandidateState,
     FinalStatus,
     JobStatus,
+    Phase,
     WorkerStatus,
 )
 
@@ -63,6 +86,8 @@ __all__ = ["DEFAULT_LEASE_S", "WORKER_RETENTION", "Store", "new_worker_id"]
 
 DEFAULT_LEASE_S = 60.0
 WORKER_RETENTION = timedelta(days=7)
+# the phases a worker plans after the search, whose size the job's config alone cannot tell
+_PLANNED: tuple[Phase, ...] = PHASES[1:]
 
 
 def new_worker_id() -> str:
@@ -200,7 +225,7 @@ class Store:
             s.flush()
             job.study_name = _study_name(s, job.id)
             s.flush()
-            return _info(job, 0)
+            return _info(job, _Counts())
 
     def list_jobs(self, status: JobStatus | None = None) -> list[JobInfo]:
         """Jobs oldest first, optionally only those with ``status``."""
@@ -208,21 +233,13 @@ class Store:
             raise ValueError(
                 f"unknown status {status!r} (expected one of {', '.join(JOB_STATUSES)})"
             )
-        done = (
-            select(Candidate.job_id, func.count().label("n"))
-            .where(Candidate.state == "complete")
-            .group_by(Candidate.job_id)
-            .subquery()
-        )
-        query = (
-            select(Job, func.coalesce(done.c.n, 0))
-            .outerjoin(done, done.c.job_id == Job.id)
-            .order_by(Job.id)
-        )
+        query = select(Job).order_by(Job.id)
         if status is not None:
             query = query.where(Job.status == status)
         with self.session() as s:
-            return [_info(job, n) for job, n in s.execute(query)]
+            jobs = s.scalars(query).all()
+            counts = _counts(s, None if status is None else [job.id for job in jobs])
+            return [_info(job, counts.get(job.id, _Counts())) for job in jobs]
 
     def get_job(self, job_id: int) -> JobInfo:
         """One job with its progress.
@@ -231,7 +248,7 @@ class Store:
             JobNotFoundError: no job has that id.
         """
         with self.session() as s:
-            return _info(_job(s, job_id), _trials_done(s, job_id))
+            return _info(_job(s, job_id), _progress(s, job_id))
 
     def cancel(self, job_id: int) -> JobInfo:
         """Cancel a job: a queued one at once, a running one by a request its worker honours.
@@ -251,7 +268,7 @@ class Store:
                 if job.status == "queued":
                     job.status, job.finished_at = "cancelled", now
                 job.cancel_requested, job.updated_at = True, now
-            return _info(job, _trials_done(s, job_id))
+            return _info(job, _progress(s, job_id))
 
     def claim(
         self, worker_id: str, lease_seconds: float, *, job_id: int | None = None
@@ -280,7 +297,7 @@ class Store:
             if job is not None:
                 job.lease_expires_at, job.updated_at = now + lease, now
                 _worker_row(s, worker_id, "busy", job.id, now)
-                return _info(job, _trials_done(s, job.id))
+                return _info(job, _progress(s, job.id))
             expired = and_(Job.status == "running", Job.lease_expires_at < now)
             claimable = or_(
                 Job.status == "queued",
@@ -306,7 +323,7 @@ class Store:
             job.updated_at = now
             _worker_row(s, worker_id, "busy", job.id, now)
             s.flush()
-            return _info(job, _trials_done(s, job.id))
+            return _info(job, _progress(s, job.id))
 
     def end_expired(self) -> list[JobInfo]:
         """End the running jobs whose worker is gone and that may not run again.
@@ -339,7 +356,7 @@ class Store:
                 job.finished_at = job.updated_at = now
                 job.lease_expires_at = None
             s.flush()
-            return [_info(job, _trials_done(s, job.id)) for job in jobs]
+            return [_info(job, _progress(s, job.id)) for job in jobs]
 
     def ended_with_open_trials(self) -> list[JobInfo]:
         """Ended jobs that still have a ``running`` candidate or a RUNNING Optuna trial.
@@ -363,7 +380,7 @@ class Store:
                     )
                 )
             jobs = s.scalars(select(Job).where(Job.id.in_(ids)).order_by(Job.id)).all()
-            return [_info(job, _trials_done(s, job.id)) for job in jobs]
+            return [_info(job, _progress(s, job.id)) for job in jobs]
 
     def heartbeat(self, worker_id: str, job_id: int, lease_seconds: float) -> Heartbeat:
         """Renew ``worker_id``'s lease on ``job_id`` and report whether to stop.
@@ -400,7 +417,7 @@ class Store:
             job.status, job.error = status, error
             job.finished_at = job.updated_at = now
             job.lease_expires_at = None
-            return _info(job, _trials_done(s, job_id))
+            return _info(job, _progress(s, job_id))
 
     def fail_attempt(self, job_id: int, worker_id: str, error: str) -> JobInfo:
         """Give a job back after a failed attempt: ``queued`` again, or ``failed`` once it has
@@ -420,7 +437,7 @@ class Store:
                 job.status, job.finished_at = "failed", now
             else:
                 job.status, job.worker_id = "queued", None
-            return _info(job, _trials_done(s, job_id))
+            return _info(job, _progress(s, job_id))
 
     def release_job(self, job_id: int, worker_id: str) -> JobInfo:
         """Hand a job back unharmed (its worker is shutting down): ``queued`` again, and the
@@ -439,7 +456,7 @@ class Store:
             else:
                 job.status, job.worker_id = "queued", None
                 job.attempts = max(job.attempts - 1, 0)
-            return _info(job, _trials_done(s, job_id))
+            return _info(job, _progress(s, job_id))
 
     def record_dataset(self, job_id: int, facts: DatasetFacts) -> None:
         """Keep what a worker learnt about the job's dataset (:attr:`JobInfo.dataset_facts`).
@@ -460,6 +477,30 @@ class Store:
             if job.dataset_facts != stored:
                 job.dataset_facts, job.updated_at = stored, db_now(s)
 
+    def record_plan(self, job_id: int, phase: Phase, details: dict[str, Any]) -> None:
+        """Keep what a worker planned for ``phase`` (``confirm`` or ``ablate``) of the job:
+        ``details`` (JSON-able, with the phase's ``total`` trials) becomes
+        ``JobInfo.plan[phase]``, unless the phase has a plan already: the first plan stays, so
+        a resumed job, or a second worker racing for it, keeps the sizes it was given.
+
+        Raises:
+            ValueError: ``phase`` is not a planned phase.
+            JobNotFoundError: no job has that id.
+
+        Example:
+            >>> store.record_plan(1, "confirm", {"total": 6})  # doctest: +SKIP
+            >>> store.get_job(1).plan  # doctest: +SKIP
+            {'confirm': {'total': 6}}
+        """
+        if phase not in _PLANNED:
+            raise ValueError(f"phase {phase!r} is not one of {', '.join(_PLANNED)}")
+        with self.session(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            plan = json.loads(job.plan) if job.plan else {}
+            if phase not in plan:
+                plan[phase] = details
+                job.plan, job.updated_at = json.dumps(plan, sort_keys=True), db_now(s)
+
     # -- candidates: the runner's writes ---------------------------------------------------
 
     def start_candidate(
@@ -474,11 +515,27 @@ class Store:
         attempt: int,
         worker_id: str | None,
         epochs_total: int,
+        phase: Phase = "search",
+        replicate: int = 0,
+        reference: int | None = None,
+        cache_key: str | None = None,
+        cached_from: int | None = None,
     ) -> int:
         """Record that a trial started training ``arch``; returns the candidate id.
 
         Calling it again for the same ``(job_id, trial_number)`` (the trial re-run after a
         crash) resets that candidate to ``running`` and forgets its curve and metrics.
+
+        ``phase``, ``replicate`` and ``reference`` say which of the job's phases asked for the
+        trial, which seed of the architecture it is and (ablate) whose trial it varies;
+        ``cache_key`` is :func:`search.cache.cache_key` of the training. With ``cached_from``
+        (a :meth:`find_cached` hit) nothing trains: the source's learning curve is copied to
+        this candidate in the same transaction, and :meth:`finish_candidate` records its
+        values.
+
+        Raises:
+            ValueError: an unknown phase or a negative replicate.
+            LookupError: no candidate has the id ``cached_from``.
 
         Example:
             >>> cost = arch_cost(arch, input_shape=(1, 28, 28))  # doctest: +SKIP
@@ -486,7 +543,14 @@ class Store:
             ...                             arch=arch, cost=cost, seed=0, attempt=1,
             ...                             worker_id="w1", epochs_total=2)  # doctest: +SKIP
         """
+        if phase not in PHASES:
+            raise ValueError(f"phase {phase!r} is not one of {', '.join(PHASES)}")
+        if replicate < 0:
+            raise ValueError(f"replicate {replicate} must be at least 0")
         with self.session(write=True) as s:
+            source = None if cached_from is None else s.get(Candidate, cached_from)
+            if cached_from is not None and source is None:
+                raise LookupError(f"no candidate {cached_from} to copy a result from")
             values: dict[str, Any] = {
                 "job_id": job_id,
                 "trial_number": trial_number,
@@ -502,7 +566,8 @@ class Store:
                 "receptive_field": cost.receptive_field,
                 "latency_ms": None,
                 "train_s": None,
-                "epochs_done": 0,
+                # a copied curve is complete at once
+                "epochs_done": 0 if source is None else source.epochs_done,
                 "epochs_total": epochs_total,
                 "device": None,
                 "seed": seed,
@@ -511,14 +576,29 @@ class Store:
                 "error": None,
                 "started_at": db_now(s),
                 "finished_at": None,
+                "phase": phase,
+                "replicate": replicate,
+                "reference": reference,
+                "cache_key": cache_key,
+                "cached_from": cached_from,
             }
-            insert = _insert_for(s)(Candidate).values(**values)
-            insert = insert.on_conflict_do_update(
+            upsert = _insert_for(s)(Candidate).values(**values)
+            upsert = upsert.on_conflict_do_update(
                 index_elements=["job_id", "trial_number"],
-                set_={k: insert.excluded[k] for k in values if k not in ("job_id", "trial_number")},
+                set_={k: upsert.excluded[k] for k in values if k not in ("job_id", "trial_number")},
             )
-            candidate_id: int = s.execute(insert.returning(Candidate.id)).scalar_one()
+            candidate_id: int = s.execute(upsert.returning(Candidate.id)).scalar_one()
             s.execute(delete(Epoch).where(Epoch.candidate_id == candidate_id))
+            if source is not None:
+                curve = (Epoch.epoch, Epoch.val_acc, Epoch.train_loss, Epoch.seconds)
+                s.execute(
+                    insert(Epoch).from_select(
+                        ["candidate_id", *(c.key for c in curve)],
+                        select(literal(candidate_id), *curve).where(
+                            Epoch.candidate_id == source.id
+                        ),
+                    )
+                )
             s.execute(delete(Stage).where(Stage.candidate_id == candidate_id))
             s.add_all(
                 Stage(candidate_id=candidate_id, stage=i, **{k: getattr(st, k) for k in STAGE_KEYS})
@@ -579,10 +659,13 @@ class Store:
         device: str | None = None,
         error: str | None = None,
         epochs_done: int | None = None,
+        cache_key: str | None = None,
     ) -> None:
         """End a candidate as ``complete``, ``pruned`` or ``failed`` with its final metrics.
 
-        A metric left ``None`` keeps its stored value (``val_acc`` that of the latest epoch).
+        A metric left ``None`` keeps its stored value (``val_acc`` that of the latest epoch);
+        so does ``cache_key``, which a training that ran on another device type than planned
+        replaces with the key of what ran.
 
         Raises:
             LookupError: no candidate has that id.
@@ -604,6 +687,7 @@ class Store:
                 ("train_s", train_s),
                 ("device", device),
                 ("epochs_done", epochs_done),
+                ("cache_key", cache_key),
             ):
                 if value is not None:
                     setattr(candidate, key, value)
@@ -626,6 +710,42 @@ class Store:
             for candidate in stale:
                 candidate.state, candidate.error, candidate.finished_at = "failed", error, now
             return len(stale)
+
+    def find_cached(self, cache_key: str) -> CachedResult | None:
+        """The result a training with ``cache_key`` (:func:`search.cache.cache_key`) may reuse,
+        from any job: the oldest candidate with that key that is complete, fully trained (a
+        pruned or cancelled one never is: the schedule is planned over all epochs) and trained
+        itself, not served by the cache; ``None`` if there is none.
+
+        Example:
+            >>> hit = store.find_cached(key)  # doctest: +SKIP
+            >>> hit.candidate_id, hit.val_acc  # doctest: +SKIP
+            (12, 0.934)
+        """
+        query = (
+            select(
+                Candidate.id.label("candidate_id"),
+                Candidate.job_id,
+                Candidate.trial_number,
+                Candidate.val_acc,
+                Candidate.test_acc,
+                Candidate.latency_ms,
+                Candidate.train_s,
+                Candidate.device,
+                Candidate.epochs_done,
+            )
+            .where(
+                Candidate.cache_key == cache_key,
+                Candidate.state == "complete",
+                Candidate.epochs_done == Candidate.epochs_total,
+                Candidate.cached_from.is_(None),
+            )
+            .order_by(Candidate.id)
+            .limit(1)
+        )
+        with self.session() as s:
+            row = s.execute(query).mappings().first()
+        return None if row is None else CachedResult(**row)
 
     def list_candidates(
         self, job_id: int, *, state: CandidateState | None = None
@@ -755,14 +875,57 @@ def _held(s: Session, job_id: int, worker_id: str) -> Job:
     return job
 
 
-def _trials_done(s: Session, job_id: int) -> int:
-    return (
-        s.scalar(
-            select(func.count())
-            .select_from(Candidate)
-            .where(Candidate.job_id == job_id, Candidate.state == "complete")
+@dataclass
+class _Counts:
+    """A job's candidates counted by phase and outcome (:func:`_counts`)."""
+
+    done: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    trained: int = 0
+    cached: int = 0
+
+
+def _counts(s: Session, job_ids: list[int] | None) -> dict[int, _Counts]:
+    """The candidate counts of the given jobs (every job's with ``None``), in one query."""
+    cached = case((Candidate.cached_from.is_(None), 0), else_=1)
+    query = select(
+        Candidate.job_id, Candidate.phase, Candidate.state, cached, func.count()
+    ).group_by(Candidate.job_id, Candidate.phase, Candidate.state, cached)
+    if job_ids is not None:
+        query = query.where(Candidate.job_id.in_(job_ids))
+    out: dict[int, _Counts] = {}
+    for job_id, phase, state, from_cache, n in s.execute(query):
+        counts = out.setdefault(job_id, _Counts())
+        if state == "complete":
+            counts.done[phase] = counts.done.get(phase, 0) + n
+        elif state == "failed":
+            counts.failed[phase] = counts.failed.get(phase, 0) + n
+        if from_cache and state == "complete":
+            counts.cached += n
+        elif not from_cache and state in ("complete", "pruned"):
+            counts.trained += n
+    return out
+
+
+def _progress(s: Session, job_id: int) -> _Counts:
+    return _counts(s, [job_id]).get(job_id, _Counts())
+
+
+def _phases(
+    job: Job, config: JobConfig, plan: dict[str, Any], counts: _Counts
+) -> tuple[PhaseProgress, ...]:
+    """One progress per phase the job has: the search's size is its trials, the others' is
+    what the worker planned (``None`` until then)."""
+    has = {"search": True, "confirm": config.seeds > 1, "ablate": config.ablate != "none"}
+    return tuple(
+        PhaseProgress(
+            name=phase,
+            done=counts.done.get(phase, 0),
+            total=job.trials_total if phase == "search" else plan.get(phase, {}).get("total"),
+            failed=counts.failed.get(phase, 0),
         )
-        or 0
+        for phase in PHASES
+        if has[phase]
     )
 
 
@@ -791,15 +954,17 @@ def _study_name(s: Session, job_id: int) -> str:
     return name
 
 
-def _info(job: Job, trials_done: int) -> JobInfo:
+def _info(job: Job, counts: _Counts) -> JobInfo:
+    config = JobConfig.from_dict(json.loads(job.config))
+    plan: dict[str, Any] | None = json.loads(job.plan) if job.plan else None
     return JobInfo(
         id=job.id,
         name=job.name,
         status=job.status,
         priority=job.priority,
         study_name=job.study_name,
-        config=JobConfig.from_dict(json.loads(job.config)),
-        trials_done=trials_done,
+        config=config,
+        trials_done=counts.done.get("search", 0),
         trials_total=job.trials_total,
         attempts=job.attempts,
         max_attempts=job.max_attempts,
@@ -814,4 +979,8 @@ def _info(job: Job, trials_done: int) -> JobInfo:
         dataset_facts=(
             DatasetFacts.from_dict(json.loads(job.dataset_facts)) if job.dataset_facts else None
         ),
+        trained=counts.trained,
+        cached=counts.cached,
+        phases=_phases(job, config, plan or {}, counts),
+        plan=plan,
     )

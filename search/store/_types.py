@@ -8,9 +8,9 @@ from typing import Any
 
 from search.config import JobConfig
 from search.datasets import DatasetFacts
-from search.vocabulary import CandidateState, JobStatus, WorkerStatus
+from search.vocabulary import CandidateState, JobStatus, Phase, WorkerStatus
 
-__all__ = ["CandidateInfo", "Heartbeat", "JobInfo", "WorkerInfo"]
+__all__ = ["CachedResult", "CandidateInfo", "Heartbeat", "JobInfo", "PhaseProgress", "WorkerInfo"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -18,11 +18,35 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class PhaseProgress:
+    """How far one phase of a job is: ``done`` complete candidates (cache hits included) and
+    ``failed`` failed ones, of ``total`` (``None`` until the phase is planned).
+
+    Example:
+        >>> PhaseProgress("confirm", 4, 6, 0).to_dict()
+        {'name': 'confirm', 'done': 4, 'total': 6, 'failed': 0}
+    """
+
+    name: Phase
+    done: int
+    total: int | None
+    failed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class JobInfo:
     """A job as the queue sees it, with its progress.
 
     ``study_name`` is the Optuna study's name (``study`` in :meth:`to_dict`); ``trials_done``
-    counts complete candidates.
+    counts the complete candidates of the search phase (``config.trials`` of them end it).
+    ``trained`` counts the candidates that trained (complete or pruned, not served by the
+    cache), ``cached`` the complete ones the cache served; ``phases`` holds one
+    :class:`PhaseProgress` per phase the job has (search; confirm with more than one seed;
+    ablate unless ``ablate`` is ``"none"``), ``plan`` what the worker planned for each phase
+    after search (:meth:`~search.store.Store.record_plan`), ``None`` until it planned one.
     """
 
     id: int
@@ -44,19 +68,24 @@ class JobInfo:
     finished_at: datetime | None
     updated_at: datetime
     dataset_facts: DatasetFacts | None = None
+    trained: int = 0
+    cached: int = 0
+    phases: tuple[PhaseProgress, ...] = ()
+    plan: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 (UTC), ``config`` as :meth:`JobConfig.to_dict`,
         ``dataset_facts`` as :meth:`DatasetFacts.to_dict` (``None`` until a worker loaded the
-        data)."""
+        data), ``phases`` as a list of :meth:`PhaseProgress.to_dict`."""
         out = {
             ("study" if k == "study_name" else k): _jsonable(v)
             for k, v in vars(self).items()
-            if k not in ("config", "dataset_facts")
+            if k not in ("config", "dataset_facts", "phases")
         }
         out["config"] = self.config.to_dict()
         facts = self.dataset_facts
         out["dataset_facts"] = facts.to_dict() if facts else None
+        out["phases"] = [p.to_dict() for p in self.phases]
         return out
 
 
@@ -97,7 +126,8 @@ class WorkerInfo:
 
 @dataclass(frozen=True)
 class CandidateInfo:
-    """One candidate: architecture, costs, metrics and where it ran."""
+    """One candidate: architecture, costs, metrics, where it ran, and which phase and
+    replicate of the job it is (``cached_from``: the candidate whose result it reuses)."""
 
     id: int
     job_id: int
@@ -123,6 +153,33 @@ class CandidateInfo:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    phase: Phase
+    replicate: int
+    reference: int | None
+    cached_from: int | None
+    cache_key: str | None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """A complete, fully trained candidate that a trial with the same cache key may reuse
+    (:meth:`~search.store.Store.find_cached`): where it came from and what it measured.
+
+    Example:
+        >>> hit = CachedResult(7, 1, 3, 0.91, 0.9, 1.5, 12.0, "cpu", 3)
+        >>> hit.candidate_id, hit.val_acc
+        (7, 0.91)
+    """
+
+    candidate_id: int
+    job_id: int
+    trial_number: int
+    val_acc: float
+    test_acc: float | None
+    latency_ms: float | None
+    train_s: float | None
+    device: str | None
+    epochs_done: int

@@ -47,6 +47,7 @@ HELP = [
     ("pareto",),
     ("trials",),
     ("analyze",),
+    ("report",),
     ("export",),
     ("dashboard",),
 ]

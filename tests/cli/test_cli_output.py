@@ -211,7 +211,7 @@ class FakeWorker:
                 )
                 store.finish_candidate(candidate_id=cid, state="complete", val_acc=0.5 + trial / 10)
             for completed, failed in REPORTS:
-                self.on_progress(job_id, completed, 4, failed)
+                self.on_progress(job_id, "search", completed, 4, failed)
             store.finish_job(job_id, "fake", status="succeeded")
 
 
@@ -223,24 +223,31 @@ def test_run_prints_plain_progress_and_the_front_off_a_terminal(
     monkeypatch.setattr(workers.daemon, "Worker", FakeWorker)
     url = f"sqlite:///{tmp_path / 'ps.db'}"
     args = ("run", "--dataset", "digits", "--trials", "4", "--epochs", "1", "--stages", "2")
+    args += ("--seeds", "1", "--ablate", "none")
     res = run(*args, "--widths", "8,16", "--db", url)
     assert res.code == 0, res.stderr
     assert res.stderr.splitlines() == [
         f"job 1: 4 trials of 1 epoch on digits, study poolstride-job-1, database {url}",
-        "trials: 1/4 (25%)",
-        "trials: 3/4 (75%)",
-        "trials: 4/4 (100%), 1 failed",
+        "search trials: 1/4 (25%)",
+        "search trials: 3/4 (75%)",
+        "search trials: 4/4 (100%), 1 failed",
     ]
-    # the same architecture four times (92,480 FLOPs, 2,034 params): the most accurate is the
-    # whole front
+    # the same architecture with four seeds (92,480 FLOPs, 2,034 params): one front member,
+    # its val_acc the mean over the seeds, shown by its first trial
     assert [
-        r["trial"] for r in json.loads(run("pareto", "1", "--format", "json", "--db", url).stdout)
-    ] == [3]
+        (r["trial"], r["n"], r["val_acc"])
+        for r in json.loads(run("pareto", "1", "--format", "json", "--db", url).stdout)
+    ] == [(0, 4, pytest.approx(0.65))]
     assert res.stdout.splitlines() == [
-        "job 1 succeeded: 4/4 trials complete",
-        "Pareto front (val_acc, flops), 1 candidate:",
-        "trial  s1.downsample  s1.kernel  s1.skip  s2.downsample  s2.kernel  s2.skip  val_acc  "
-        "test_acc  flops   params  latency_ms  train_s",
-        "3      max            3          none     strided        3          none     0.8      "
-        "-         92,480  2,034   -           -",
+        "job 1 succeeded: 4/4 search trials complete, 4 trained, 0 from the cache",
+        "Pareto front (val_acc, flops):",
+        "trial  n  s1.downsample  s1.kernel  s1.skip  s2.downsample  s2.kernel  s2.skip  "
+        "val_acc        test_acc  flops   params  latency_ms  train_s  front",
+        "0      4  max            3          none     strided        3          none     "
+        "0.65 ± 0.1291  -         92,480  2,034   -           -        yes",
+        "1 of 1 architectures on the front of their means over seeds (val_acc, flops; 4 "
+        "complete candidates); hypervolume 0.0650",
+        "",
+        "verdicts: this job ran no ablation; submit with --ablate downsample|all (and --seeds 3 "
+        "or more) for per-stage verdicts",
     ]

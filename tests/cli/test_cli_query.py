@@ -13,14 +13,16 @@ from _cli import refusal, run
 from _known import fill
 
 from search.config import JobConfig
-from search.query import Condition, load_candidates, output_columns, parse_where
+from search.cost import Cost
+from search.query import Condition, load_candidates, load_front, output_columns, parse_where
+from search.space import ArchSpec
 from search.store import Store
-from search.vocabulary import FinalStatus
+from search.vocabulary import FinalStatus, Phase
 
 KEYS = (
     "unknown key 'nokey' (expected sN.downsample, sN.kernel, sN.skip, sN.width, sN.depth or one "
-    "of trial, state, val_acc, test_acc, flops, params, activation_bytes, receptive_field, "
-    "latency_ms, train_s, epochs_done)"
+    "of trial, state, phase, val_acc, test_acc, flops, params, activation_bytes, "
+    "receptive_field, latency_ms, train_s, epochs_done, replicate, seed, reference, cached_from)"
 )
 GRAMMAR = "expected KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N"
 TRIALS_HEADER = (
@@ -33,6 +35,97 @@ TRIALS_HEADER = (
 def known_job(store: Store) -> int:
     """The job of ``_known.ROWS``: two stages on digits, eight candidates, one failed."""
     return fill(store)
+
+
+SEEDS = (100, 200, 300)  # replicates 0, 1 and 2
+# name: (stage 1 downsample, kernel, skip), stage 2 downsample, flops, val_acc per replicate
+ARCHS: dict[str, tuple[tuple[str, int, str], str, int, tuple[float | None, ...]]] = {
+    "ref": (("max", 3, "none"), "max", 100, (0.80, 0.82, 0.81)),
+    "lucky": (("avg", 5, "none"), "max", 150, (0.86, 0.77, 0.78)),
+    "s1 strided": (("strided", 3, "none"), "max", 60, (0.76, 0.77, 0.75)),
+    "deep": (("max", 7, "pool"), "conv", 400, (0.70,)),
+    "s1 avg": (("avg", 3, "none"), "max", 110, (0.815, 0.84, 0.82)),
+    "s1 conv": (("conv", 3, "none"), "max", 80, (0.81, 0.845, 0.815)),
+    "s2 avg": (("max", 3, "none"), "avg", 100, (0.81, 0.81, 0.82)),
+    "s2 strided": (("max", 3, "none"), "strided", 70, (0.79, 0.80, None)),
+}
+# (trial, architecture, replicate, phase) in trial order: a search of four, the front's
+# seeds (ref, lucky, s1 strided), the downsample variants of ref (trial 0)
+PLAN: list[tuple[str, int, Phase]] = [
+    ("ref", 0, "search"),
+    ("lucky", 0, "search"),
+    ("s1 strided", 0, "search"),
+    ("deep", 0, "search"),
+    *((name, k, "confirm") for name in ("ref", "lucky", "s1 strided") for k in (1, 2)),
+    *(
+        (name, k, "ablate")
+        for name in ("s1 avg", "s1 conv", "s2 avg", "s2 strided")
+        for k in (0, 1, 2)
+    ),
+]
+SKIPPED = {"stage": 2, "choice": "downsample", "value": "conv", "reason": "the space excludes it"}
+
+
+@pytest.fixture
+def ablated_job(store: Store) -> int:
+    return fill_ablated(store)
+
+
+def fill_ablated(store: Store) -> int:
+    """A job of three seeds with a downsample ablation around trial 0, by hand: a search of
+    four, their front trained with two more seeds, the variants of trial 0 with three seeds
+    (the last of stage-2 strided failed). ``lucky`` was on the front by its first seed only."""
+    job = store.submit(
+        JobConfig.from_mapping(
+            {
+                "dataset": "digits",
+                "trials": 4,
+                "epochs": 1,
+                "space": {"stages": 2, "widths": [8, 16]},
+                "seeds": 3,
+                "ablate": "downsample",
+            }
+        )
+    )
+    for trial, (name, replicate, phase) in enumerate(PLAN):
+        (d, k, skip), d2, flops, values = ARCHS[name]
+        arch = ArchSpec.from_dict(
+            {
+                "stages": [
+                    {"downsample": d, "kernel": k, "skip": skip, "width": 8},
+                    {"downsample": d2, "kernel": 3, "skip": "none", "width": 16},
+                ]
+            }
+        )
+        cid = store.start_candidate(
+            job_id=job.id,
+            trial_number=trial,
+            optuna_trial_id=None,
+            arch=arch,
+            cost=Cost(params=flops // 10, flops=flops, activation_bytes=1000, receptive_field=9),
+            seed=SEEDS[replicate],
+            attempt=1,
+            worker_id="w",
+            epochs_total=1,
+            phase=phase,
+            replicate=replicate,
+            reference=0 if phase == "ablate" else None,
+        )
+        value = values[replicate] if replicate < len(values) else None
+        if value is None:
+            store.finish_candidate(candidate_id=cid, state="failed", error="boom")
+        else:
+            store.finish_candidate(
+                candidate_id=cid,
+                state="complete",
+                val_acc=value,
+                test_acc=value - 0.01,
+                train_s=1.0,
+                latency_ms=0.5,
+            )
+    store.record_plan(job.id, "confirm", {"total": 6})
+    store.record_plan(job.id, "ablate", {"total": 12, "references": [0], "skipped": [SKIPPED]})
+    return job.id
 
 
 def test_where_on_a_stage_returns_only_such_rows(known_job: int, db_url: str) -> None:
@@ -200,12 +293,13 @@ def test_status_reports_front_size_and_hypervolume(known_job: int, db_url: str) 
     assert data["front_size"] == 3
     assert data["hypervolume"] == pytest.approx(0.815)
     text = run("status", str(known_job), "--db", db_url).stdout.splitlines()
-    assert text[3:7] == [
-        "trials:      7/8 complete",
-        "dataset:     digits",
-        "objectives:  val_acc, flops",
-        "front:       3 candidates, hypervolume 0.8150",
-    ]
+    fields = dict(line.split(":", 1) for line in text)
+    assert {k: fields[k].strip() for k in ("trials", "dataset", "objectives", "front")} == {
+        "trials": "7/8 complete",
+        "dataset": "digits",
+        "objectives": "val_acc, flops",
+        "front": "3 candidates, hypervolume 0.8150",
+    }
 
 
 def test_analyze_json_and_table(known_job: int, db_url: str) -> None:
@@ -219,26 +313,159 @@ def test_analyze_json_and_table(known_job: int, db_url: str) -> None:
         if (r["stage"], r["choice"], r["value"]) == (1, "downsample", "strided")
     )
     assert strided["count"] == 2 and strided["val_acc_mean"] == pytest.approx(0.84)
-    assert [e["text"] for e in report["effects"]] == [
+    assert [e["text"] for e in report["matched_pairs"]] == [
         "stage 1: strided instead of max changes val_acc by +0.0200 ± 0.0100 and FLOPs by "
         "-40.0% (2 pairs)",
         "stage 1: kernel 5 instead of 3 changes val_acc by +0.0500 ± 0.0100 and FLOPs by "
         "+100.0% (2 pairs)",
     ]
+    # no ablation: no verdicts, nothing else missing
+    assert (report["reference"], report["references"], report["effects"]) == (None, [], [])
+    assert (report["recommendations"], report["skipped"]) == ([], [])
     assert report["importances"] == {}  # no Optuna study behind these hand-made rows
     text = run("analyze", str(known_job), "--db", db_url).stdout.splitlines()
-    assert text[:4] == [
+    assert text[:6] == [
         f"job {known_job}: 7 complete candidates, front of 3 over val_acc, flops, hypervolume "
         "0.8150",
+        "",
+        "verdicts: this job ran no ablation; submit with --ablate downsample|all (and --seeds 3 "
+        "or more) for per-stage verdicts",
         "",
         "STAGE  CHOICE      VALUE    N  VAL_ACC  95% CI            FRONT  FLOPS  PARAMS",
         "1      downsample  max      4  0.7825   [0.7250, 0.8325]  0%     138    11",
     ]
-    assert text[5] == "1      downsample  strided  2  0.8400   [0.8200, 0.8600]  67%    90     15"
+    assert text[7] == "1      downsample  strided  2  0.8400   [0.8200, 0.8600]  67%    90     15"
     assert text[-4:] == [
         "",
-        "paired effects (architectures that differ in that one choice only):",
-        *(f"  {e['text']}" for e in report["effects"]),
+        "matched pairs (architectures that differ in that one choice only):",
+        *(f"  {e['text']}" for e in report["matched_pairs"]),
+    ]
+
+
+def test_analyze_gives_the_verdicts_of_the_ablation_first(ablated_job: int, db_url: str) -> None:
+    text = run("analyze", str(ablated_job), "--db", db_url).stdout.splitlines()
+    # the t quantile of 2 degrees of freedom at 97.5 % is 4.303: e.g. stage 1 strided's
+    # differences -4, -5, -6 pt have a standard deviation of 1 pt, a half-width of 2.5 pt
+    assert text[:16] == [
+        f"job {ablated_job}: 21 complete candidates, front of 4 over val_acc, flops, "
+        "hypervolume 0.7812",
+        "",
+        "verdicts (val_acc: mean of the seed-paired differences from the reference, 95 % "
+        "t-interval):",
+        "reference: trial 0 (max k3 none | max k3 none), val_acc 0.8100 ± 0.0100 over 3 seeds",
+        "  stage 1: avg instead of max: +1.5 pt [+0.3, +2.7], +10 % FLOPs: costlier and better "
+        "(±1.2 pt)",
+        "  stage 1: strided instead of max: -5.0 pt [-7.5, -2.5], -40 % FLOPs: cheaper and worse "
+        "(±2.5 pt)",
+        "  stage 1: conv instead of max: no detectable difference (+1.3 pt [-1.3, +3.9]), -20 % "
+        "FLOPs: cheaper (±2.6 pt)",
+        "  stage 2: avg instead of max: no detectable difference (+0.3 pt [-2.5, +3.2]), same "
+        "cost (±2.9 pt)",
+        "  stage 2: strided instead of max: -1.5 pt (2 seeds: too few seeds for an interval), "
+        "-30 % FLOPs: cheaper",
+        "recommendations (around trial 0):",
+        # conv is 0.2 pt below avg, within avg's interval, and 27 % cheaper; max is not
+        "  stage 1: for accuracy avg; cheapest within the interval of the best: conv (-27 % FLOPs)",
+        "  stage 2: for accuracy avg (not detectably better than max); cheapest within the "
+        "interval of the best: avg (values with under 3 seeds left out)",
+        "an effect of about ±2.5 pt would be detected about half the time (the median "
+        "half-width; each line's own is after it)",
+        "skipped: stage 2 downsample conv: the space excludes it",
+        "",
+        "STAGE  CHOICE      VALUE    N   VAL_ACC  95% CI            FRONT  FLOPS  PARAMS",
+    ]
+    assert "matched pairs (architectures that differ in that one choice only):" in text
+    report = json.loads(run("analyze", str(ablated_job), "--format", "json", "--db", db_url).stdout)
+    assert (report["complete"], report["architectures"], report["front_size"]) == (21, 8, 4)
+    assert report["references"] == [report["reference"]]
+    assert report["reference"] == {
+        "trial": 0,
+        "architecture": {
+            "stages": [
+                {"downsample": "max", "kernel": 3, "skip": "none", "width": w, "depth": 1}
+                for w in (8, 16)
+            ]
+        },
+        "val_acc": pytest.approx(0.81),
+        "val_acc_std": pytest.approx(0.01),
+        "n": 3,
+    }
+    effects = report["effects"]
+    assert [(e["stage"], e["to"], e["variant"], e["n"], e["verdict"]) for e in effects] == [
+        (1, "avg", 10, 3, "better"),
+        (1, "strided", 2, 3, "worse"),  # the search's trial 2 and its confirm seeds
+        (1, "conv", 13, 3, "no detectable difference"),
+        (2, "avg", 16, 3, "no detectable difference"),
+        (2, "strided", 19, 2, "too few seeds"),
+    ]
+    strided = effects[1]
+    assert {k: strided[k] for k in ("choice", "from", "reference", "params_delta")} == {
+        "choice": "downsample",
+        "from": "max",
+        "reference": 0,
+        "params_delta": -4,
+    }
+    half = 4.302652729749462 * 0.01 / 3**0.5
+    assert (strided["delta"], strided["ci_low"], strided["ci_high"]) == pytest.approx(
+        (-0.05, -0.05 - half, -0.05 + half)
+    )
+    assert (strided["flops_ratio"], strided["cost_change"]) == pytest.approx((0.6, -0.4))
+    assert effects[4]["ci_low"] is None and effects[4]["ci_high"] is None
+    assert [(r["stage"], r["accuracy"], r["cheapest"]) for r in report["recommendations"]] == [
+        (1, {"downsample": "avg"}, {"downsample": "conv"}),
+        (2, {"downsample": "avg"}, {"downsample": "avg"}),
+    ]
+    assert report["skipped"] == [SKIPPED]
+    assert len(report["matched_pairs"]) == 10
+
+
+def test_pareto_of_several_seeds_shows_means_and_marks_the_fallen(
+    store: Store, ablated_job: int, db_url: str
+) -> None:
+    front = load_front(store, ablated_job)
+    # lucky (trial 1) and the reference (trial 0) were on the search's front; the reference's
+    # own variants beat its mean
+    assert front.rows["trial"].tolist() == [10, 13, 19, 2, 1, 0]
+    assert front.rows["on_front"].tolist() == [True] * 4 + [False] * 2
+    assert front.members["trial"].tolist() == [10, 13, 19, 2]
+    assert (front.complete, front.architectures) == (21, 8)
+    # losses (1 - mean val_acc, flops / 400) of the front, a staircase from (1, 1.1)
+    steps = [(0.825, 110), (0.8233333, 80), (0.795, 70), (0.76, 60)]
+    upper, by_hand = 1.1, 0.0
+    for acc, flops in steps:
+        by_hand += acc * (upper - flops / 400)
+        upper = flops / 400
+    assert front.hypervolume == pytest.approx(by_hand)
+    rows = json.loads(run("pareto", str(ablated_job), "--format", "json", "--db", db_url).stdout)
+    lucky = rows[-2]
+    assert (lucky["trial"], lucky["trials"], lucky["n"], lucky["on_front"]) == (
+        1,
+        [1, 6, 7],
+        3,
+        False,
+    )
+    assert lucky["val_acc"] == pytest.approx((0.86 + 0.77 + 0.78) / 3)
+    assert lucky["val_acc_std"] == pytest.approx(0.0493288, abs=1e-6)
+    assert (rows[2]["n"], rows[2]["trials"]) == (2, [19, 20])  # its third seed failed
+    table = run("pareto", str(ablated_job), "--db", db_url).stdout.splitlines()
+    assert table == [
+        "trial  n  s1.downsample  s1.kernel  s1.skip  s2.downsample  s2.kernel  s2.skip  "
+        "val_acc           test_acc          flops  params  latency_ms  train_s  front",
+        "10     3  avg            3          none     max            3          none     "
+        "0.825 ± 0.01323   0.815 ± 0.01323   110    11      0.5 ± 0     1 ± 0    yes",
+        "13     3  conv           3          none     max            3          none     "
+        "0.8233 ± 0.01893  0.8133 ± 0.01893  80     8       0.5 ± 0     1 ± 0    yes",
+        "19     2  max            3          none     strided        3          none     "
+        "0.795 ± 0.007071  0.785 ± 0.007071  70     7       0.5 ± 0     1 ± 0    yes",
+        "2      3  strided        3          none     max            3          none     "
+        "0.76 ± 0.01       0.75 ± 0.01       60     6       0.5 ± 0     1 ± 0    yes",
+        "1      3  avg            5          none     max            3          none     "
+        "0.8033 ± 0.04933  0.7933 ± 0.04933  150    15      0.5 ± 0     1 ± 0    fell off",
+        "0      3  max            3          none     max            3          none     "
+        "0.81 ± 0.01       0.8 ± 0.01        100    10      0.5 ± 0     1 ± 0    fell off",
+        "4 of 8 architectures on the front of their means over seeds (val_acc, flops; 21 "
+        "complete candidates); hypervolume 0.7812; 2 architectures on it by the first seed fell "
+        "off by the mean",
     ]
 
 
@@ -274,10 +501,16 @@ def test_reports_on_a_job_with_nothing_complete_yet(store: Store, db_url: str) -
         "job": job.id,
         "objectives": ["val_acc", "flops"],
         "complete": 0,
+        "architectures": 0,
         "front_size": 0,
         "hypervolume": 0.0,
-        "stages": [],
+        "reference": None,
+        "references": [],
         "effects": [],
+        "recommendations": [],
+        "skipped": [],
+        "stages": [],
+        "matched_pairs": [],
         "importances": {},
     }
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from _cli import refusal, run
 
+from search.cost import arch_cost
+from search.space import ArchSpec
 from search.store import (
     DB_ENV_VAR,
     Store,
@@ -19,6 +21,7 @@ from search.store import (
     make_engine,
     normalize_url,
 )
+from search.vocabulary import CandidateState, Phase
 
 SUBMIT = ("submit", "--dataset", "digits", "--trials", "3", "--epochs", "1", "--stages", "2")
 
@@ -44,9 +47,9 @@ def test_submit_jobs_status_cancel(db_url: str) -> None:
     table = run("jobs", "--db", db_url).stdout.splitlines()
     # the last column is the submission time
     assert [line.rsplit("  ", 1)[0].rstrip() for line in table] == [
-        "ID  NAME  STATUS  PRIORITY  TRIALS  ATTEMPTS",
-        f"{job['id']}   one   queued  4         0/3     0/3",
-        f"{job['id'] + 1}   two   queued  0         0/3     0/3",
+        "ID  NAME  STATUS  PHASE   PRIORITY  TRIALS  ATTEMPTS",
+        f"{job['id']}   one   queued  search  4         0/3     0/3",
+        f"{job['id'] + 1}   two   queued  search  0         0/3     0/3",
     ]
 
     status = json.loads(run("status", str(job["id"]), "--db", db_url, "--json").stdout)
@@ -58,11 +61,13 @@ def test_submit_jobs_status_cancel(db_url: str) -> None:
         "error": None,
     }
     text = run("status", str(job["id"]), "--db", db_url).stdout.splitlines()
-    assert text[:4] == [
+    assert text[:6] == [
         f"job:         {job['id']} 'one'",
         "status:      queued",
         f"study:       poolstride-job-{job['id']}",
         "trials:      0/3 complete",
+        "phases:      search 0/3, confirm 0/?, ablate 0/?",
+        "results:     0 trained, 0 from the cache",
     ]
 
     assert run("cancel", str(job["id"]), "--db", db_url).stdout == f"job {job['id']} cancelled\n"
@@ -89,6 +94,28 @@ def test_submit_reads_a_toml_config_and_flags_win(db_url: str, tmp_path: Path) -
     assert (job["name"], job["trials_total"]) == ("from-file", 5)
     assert job["config"]["objectives"] == ["val_acc", "params"]
     assert job["config"]["space"]["kernel"] == [3]
+
+
+def test_submit_plans_three_seeds_and_every_ablation_unless_told(
+    db_url: str, tmp_path: Path
+) -> None:
+    def config(*args: str) -> dict[str, object]:
+        out = run(*args, "--db", db_url, "--json")
+        assert out.code == 0, out.stderr
+        return dict(json.loads(out.stdout)["config"])
+
+    keys = ("seeds", "ablate", "reference", "references", "cache", "val_fraction")
+    default = config(*SUBMIT)
+    assert [default[k] for k in keys] == [3, "all", "best", 1, True, 0.1]
+    flags = ("--seeds", "5", "--ablate", "downsample", "--reference", "2", "--no-cache")
+    given = config(*SUBMIT, *flags, "--val-fraction", "0.25")
+    assert [given[k] for k in keys] == [5, "downsample", 2, 1, False, 0.25]
+    assert config(*SUBMIT, "--references", "3")["references"] == 3
+    # a file's keys win over submit's defaults, the flags over both
+    toml = tmp_path / "job.toml"
+    toml.write_text('seeds = 1\nablate = "none"\nreference = 7\ncache = false\n')
+    from_file = config(*SUBMIT, "--config", str(toml), "--ablate", "all")
+    assert [from_file[k] for k in keys] == [1, "all", 7, 1, False, 0.1]
 
 
 def test_submit_warns_of_a_data_dir_missing_here_and_queues(db_url: str, tmp_path: Path) -> None:
@@ -133,6 +160,24 @@ BAD_SUBMITS = {
         ("--input", "3x32x32"),
         "dataset digits has input 1x8x8; input 3x32x32 contradicts it",
     ),
+    "zero seeds": (("--seeds", "0"), "seeds 0 must be at least 1"),
+    "too many seeds": (("--seeds", "101"), "seeds 101 must be at most 100"),
+    "unknown ablation": (
+        ("--ablate", "kernel"),
+        "Invalid value for '--ablate': 'kernel' is not one of 'none', 'downsample', 'all'.",
+    ),
+    "unknown reference": (
+        ("--reference", "worst"),
+        "reference 'worst' must be best or a trial number",
+    ),
+    "negative reference": (("--reference", "-1"), "reference -1 must be at least 0"),
+    "zero references": (("--references", "0"), "references 0 must be at least 1"),
+    "references around one trial": (
+        ("--reference", "4", "--references", "2"),
+        "references 2 needs reference best: one trial is one reference",
+    ),
+    "no validation share": (("--val-fraction", "0"), "val_fraction 0.0 must be positive"),
+    "no training share": (("--val-fraction", "0.8"), "val_fraction 0.8 must be below 0.8"),
 }
 
 
@@ -256,3 +301,64 @@ def test_an_unreachable_server_exits_1_with_one_line(args: tuple[str, ...]) -> N
         'connection to server at "127.0.0.1", port 9 failed: Connection refused'
     )
     assert "secret" not in out.stderr
+
+
+def test_status_and_jobs_show_each_phase_and_the_cache(db_url: str) -> None:
+    job = json.loads(run(*SUBMIT, "--seeds", "2", "--db", db_url, "--json").stdout)
+    arch = ArchSpec.from_dict({"stages": [{"downsample": "max", "kernel": 3, "skip": "none"}] * 2})
+    rows: list[tuple[Phase, CandidateState, bool]] = [
+        ("search", "complete", False),
+        ("search", "complete", True),
+        ("search", "complete", False),
+        ("confirm", "complete", True),
+        ("confirm", "failed", False),
+    ]
+    with Store.open(db_url) as store:
+        source = None
+        for trial, (phase, state, cached) in enumerate(rows):
+            cid = store.start_candidate(
+                job_id=job["id"],
+                trial_number=trial,
+                optuna_trial_id=None,
+                arch=arch,
+                cost=arch_cost(arch, input_shape=(1, 8, 8)),
+                seed=0,
+                attempt=1,
+                worker_id="w",
+                epochs_total=1,
+                phase=phase,
+                cached_from=source if cached else None,
+            )
+            store.finish_candidate(candidate_id=cid, state=state, val_acc=0.5)
+            source = source or cid
+        store.record_plan(job["id"], "confirm", {"total": 3})
+        skipped = [{"stage": 1, "choice": "kernel", "value": 9, "reason": "r"}] * 2
+        store.record_plan(job["id"], "ablate", {"total": 8, "references": [0], "skipped": skipped})
+
+    text = run("status", str(job["id"]), "--db", db_url).stdout.splitlines()
+    assert text[3:6] == [
+        "trials:      3/3 complete",
+        "phases:      search 3/3, confirm 1/3 (1 failed), ablate 0/8 (2 variants skipped)",
+        "results:     2 trained, 2 from the cache",
+    ]
+    status = json.loads(run("status", str(job["id"]), "--db", db_url, "--json").stdout)
+    assert (status["trials_done"], status["trained"], status["cached"]) == (3, 2, 2)
+    assert status["phases"] == [
+        {"name": "search", "done": 3, "total": 3, "failed": 0},
+        {"name": "confirm", "done": 1, "total": 3, "failed": 1},
+        {"name": "ablate", "done": 0, "total": 8, "failed": 0},
+    ]
+    assert status["plan"]["ablate"]["skipped"] == skipped
+    # the search is done: the job is in its confirm phase
+    table = run("jobs", "--db", db_url).stdout.splitlines()
+    assert table[1].split()[:4] == [str(job["id"]), "digits", "queued", "confirm"]
+
+
+@pytest.mark.parametrize(
+    "case", ["zero seeds", "unknown ablation", "references around one trial", "no training share"]
+)
+def test_run_refuses_bad_phase_flags_before_anything_exists(case: str, tmp_path: Path) -> None:
+    flags, message = BAD_SUBMITS[case]
+    db = tmp_path / "run.db"
+    assert refusal(run("run", *SUBMIT[1:], *flags, "--db", f"sqlite:///{db}")) == message
+    assert not db.exists()

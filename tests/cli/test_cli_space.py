@@ -146,7 +146,7 @@ def test_python_m_search_cli_is_the_whole_command(tmp_path: Path) -> None:
     res = run_installed("--help", cwd=tmp_path)
     assert (res.code, res.stderr) == (0, "")
     assert _commands(res.stdout) == _commands((GOLDEN / "help-poolstride.txt").read_text())
-    assert len(_commands(res.stdout)) == 16
+    assert len(_commands(res.stdout)) == 17
     bad = run_installed("space", "--kernel", "4", cwd=tmp_path)
     assert refusal(bad) == "stage 1: kernel 4 must be an odd integer >= 1"
     assert list(tmp_path.iterdir()) == []

@@ -1,14 +1,13 @@
 """The dashboard in a real browser: ``poolstride dashboard`` served, headless Chromium loads it.
 
 Skipped only where Chromium is not installed and ``CI`` is unset; under CI a missing Chromium
-fails (``scripts/browser.sh`` installs it).
+fails (``scripts/browser.sh`` installs it): :func:`_dashboard_support.find_chromium`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,32 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _dashboard_support import POOLSTRIDE, FinishedJob
+from _dashboard_support import POOLSTRIDE, FinishedJob, chrome, find_chromium
 
 from search.query import load_candidates
 from search.store import Store
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=10000",
-]
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    message = "Chromium is not installed (bash scripts/browser.sh installs it)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -96,17 +73,6 @@ def served(finished_job: FinishedJob, tmp_path: Path) -> Iterator[Served]:
             server.wait()
 
 
-def _chrome(chromium: str, profile: Path, *args: str) -> str:
-    done = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=True,
-    )
-    return done.stdout
-
-
 def _load(page: str, tmp_path: Path, done: Callable[[str], bool], shot: Path | None = None) -> str:
     """The DOM of ``page`` once ``done`` says it is drawn, or the last one after a minute.
 
@@ -114,13 +80,13 @@ def _load(page: str, tmp_path: Path, done: Callable[[str], bool], shot: Path | N
     can end before the server's answer arrives, however warm the server: load again, up to a
     deadline, until the page is there.
     """
-    chromium = _chromium()
+    chromium = find_chromium()
     screenshot = [f"--screenshot={shot}"] if shot else []
     deadline = time.monotonic() + 60
     attempt = 0
     while True:
         attempt += 1
-        dom = _chrome(
+        dom = chrome(
             chromium,
             tmp_path / f"profile{attempt}",
             "--window-size=1400,1000",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _dashboard_support import FinishedJob, RunningJob, poolstride
+from _dashboard_support import FinishedJob, PlantedJob, RunningJob, poolstride
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from streamlit.testing.v1 import AppTest
@@ -22,10 +22,17 @@ import dashboard._data
 import search.query
 import search.store
 from dashboard.tables import fmt_time
-from search.analysis import describe_effect, paired_effects, stage_analysis
+from search.analysis import (
+    ablation_effects,
+    describe_effect,
+    paired_effects,
+    recommendations,
+    stage_analysis,
+)
 from search.config import JobConfig
 from search.cost import arch_cost
 from search.datasets import DatasetFacts
+from search.pareto import architecture_means
 from search.query import load_candidates
 from search.space import ArchSpec
 from search.store import Store, upgrade
@@ -140,12 +147,16 @@ def test_pareto_front_equals_the_cli(finished_job: FinishedJob, open_page: OpenP
     traces = scatter["data"]
     members = [t for t in traces if t["name"].endswith(" on the front")]
     assert sorted(p[0] for t in members for p in t["customdata"]) == sorted(r["trial"] for r in cli)
-    # every complete candidate is one point, coloured by s2.downsample (the default)
-    complete = _frame(finished_job, where=["state=complete"]).set_index("trial")
+    # every complete architecture is one point (the search may train one twice), coloured by
+    # s2.downsample (the default)
+    complete = architecture_means(
+        _frame(finished_job, where=["state=complete"]), ["val_acc", "flops"]
+    ).set_index("trial")
     points = [p[0] for t in traces if t["name"] != "Pareto front" for p in t["customdata"]]
     assert sorted(points) == sorted(complete.index)
     # one legend entry per value of the job's candidates, front members listed under theirs
-    groups = {t["name"]: t for t in traces if t.get("showlegend", True)}
+    # (a value only the front has is listed by its members)
+    groups = {t.get("legendgroup") or t["name"]: t for t in traces if t.get("showlegend", True)}
     assert set(groups) == {
         "Pareto front",
         *(f"s2.downsample={v}" for v in complete["s2.downsample"]),
@@ -426,3 +437,74 @@ def test_a_missing_sqlite_file_is_not_created(tmp_path: Path, open_page: OpenPag
         "right --db"
     ]
     assert not path.exists()
+
+
+def _planted_effects(planted: PlantedJob) -> tuple[Any, Any]:
+    frame = _frame(FinishedJob(planted.url, planted.job_id), where=["state=complete"])
+    effects = ablation_effects(frame, references=[planted.reference])
+    return effects, recommendations(frame, effects)
+
+
+def test_stages_page_shows_the_verdicts_first(planted_job: PlantedJob, open_page: OpenPage) -> None:
+    at = open_page(planted_job.url, "stages.py", job=planted_job.job_id)
+    forest, *panels = _figures(at)
+    assert len(panels) == 2  # then one panel per stage, as before
+    effects, advice = _planted_effects(planted_job)
+    # the forest plot of the report: a row per effect, the planted ones named by their verdict
+    traces = {t["name"]: t for t in forest["data"]}
+    assert traces["worse"]["y"] == ["s2 strided vs max"]
+    assert traces["better"]["y"] == ["s1 conv vs max"]
+    assert len(forest["layout"]["yaxis"]["categoryarray"]) == len(effects) == 6
+    words = [m.value for m in at.markdown]
+    assert "\n".join(f"- {t}" for t in effects["text"]) in words
+    assert (
+        f"**Recommendations** (around trial {planted_job.reference}):\n"
+        + "\n".join(f"- {t}" for t in advice["text"])
+        in words
+    )
+    assert (
+        "**Variants not trained:**\n- stage 1: kernel 5: the space excludes kernel 5 at stage 1"
+        in words
+    )
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Around trial")]
+    assert caption.endswith("would be detected about half the time.")
+    assert [s.value for s in at.subheader][:2] == ["Verdicts", "Every candidate, stage by stage"]
+
+
+def test_stages_page_without_an_ablation_says_how_to_get_one(
+    finished_job: FinishedJob, open_page: OpenPage
+) -> None:
+    at = open_page(finished_job.url, "stages.py", job=finished_job.job_id)
+    (info,) = [i.value for i in at.info]
+    assert info.startswith("This job ran no ablation") and "`--ablate downsample`" in info
+
+
+def test_queue_shows_each_jobs_phase(planted_job: PlantedJob, open_page: OpenPage) -> None:
+    at = open_page(planted_job.url)
+    row = at.dataframe[0].value.set_index("job").loc[planted_job.job_id]
+    assert (row["trials"], row["phase"]) == ("4/4", "ablate")
+    assert row["phases"] == "search 4/4 · confirm 2/2 · ablate 18/18"
+
+
+def test_pareto_page_draws_means_with_seed_error_bars(
+    planted_job: PlantedJob, open_page: OpenPage
+) -> None:
+    at = open_page(planted_job.url, "pareto.py", job=planted_job.job_id)
+    cli = json.loads(
+        poolstride(
+            "pareto", str(planted_job.job_id), "--format", "json", "--db", planted_job.url
+        ).stdout
+    )
+    table = at.dataframe[0].value
+    assert table["trial"].tolist() == [row["trial"] for row in cli]
+    assert table["val_acc"].tolist() == pytest.approx([row["val_acc"] for row in cli])
+    assert table["n"].tolist() == [row["n"] for row in cli]
+    assert {row["n"] for row in cli if row["on_front"]} == {3}
+    scatter = _figures(at)[0]
+    # one point per architecture (10 of them, 24 candidates), at its mean
+    points = [p[0] for t in scatter["data"] if t["name"] != "Pareto front" for p in t["customdata"]]
+    assert len(points) == 10
+    members = [t for t in scatter["data"] if t["name"].endswith(" on the front")]
+    bars = [v for t in members for v in _values(t["error_y"]["array"])]
+    assert bars == pytest.approx([row["val_acc_std"] for row in cli if row["on_front"]])
+    assert "Points are means over seeds, bars one standard deviation." in at.caption[0].value

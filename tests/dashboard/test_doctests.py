@@ -9,6 +9,7 @@ import pytest
 import dashboard._data
 import dashboard.figures
 import dashboard.network
+import dashboard.report
 import dashboard.serve
 import dashboard.tables
 
@@ -19,6 +20,7 @@ import dashboard.tables
         dashboard._data,
         dashboard.figures,
         dashboard.network,
+        dashboard.report,
         dashboard.serve,
         dashboard.tables,
     ],

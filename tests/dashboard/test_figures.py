@@ -13,10 +13,13 @@ from dashboard.figures import (
     MODEBAR_ROOM_PX,
     PALETTE,
     STAGE_ROWS,
+    VERDICT_COLOURS,
     WEBGL_FROM,
     arch_text,
     colour_map,
     curves_figure,
+    effect_label,
+    forest_figure,
     hypervolume_figure,
     off_front_sample,
     pareto_figure,
@@ -198,3 +201,161 @@ def test_learning_curves_one_line_per_trial() -> None:
     assert (list(fig.data[0].x), list(fig.data[0].y)) == ([1, 2], [0.3, 0.4])
     assert (list(fig.data[1].x), list(fig.data[1].y)) == ([1, 2], [0.5, 0.6])
     assert fig.layout.xaxis.dtick == 1
+
+
+def _effect(
+    stage: int, choice: str, old: object, new: object, **values: object
+) -> dict[str, object]:
+    """One row of search.analysis.ablation_effects, with the columns the figures read."""
+    return {
+        "stage": stage,
+        "choice": choice,
+        "from": old,
+        "to": new,
+        "reference": 3,
+        "n": 5,
+        "text": f"stage {stage}: {new} instead of {old}",
+        **values,
+    }
+
+
+@pytest.fixture
+def effects() -> pd.DataFrame:
+    # given out of order: the plot sorts by stage, then choice, then the vocabulary's order
+    return pd.DataFrame(
+        [
+            _effect(
+                2,
+                "downsample",
+                "max",
+                "strided",
+                delta=-0.05,
+                ci_low=-0.07,
+                ci_high=-0.03,
+                verdict="worse",
+            ),
+            _effect(
+                1, "skip", "none", "proj", delta=0.012, ci_low=0.002, ci_high=0.03, verdict="better"
+            ),
+            _effect(
+                1,
+                "downsample",
+                "max",
+                "conv",
+                delta=0.001,
+                ci_low=-0.004,
+                ci_high=0.006,
+                verdict="no detectable difference",
+            ),
+            _effect(
+                1,
+                "kernel",
+                3,
+                5,
+                n=2,
+                delta=0.008,
+                ci_low=float("nan"),
+                ci_high=float("nan"),
+                verdict="too few seeds",
+            ),
+            _effect(
+                1,
+                "downsample",
+                "max",
+                "avg",
+                delta=-0.002,
+                ci_low=-0.01,
+                ci_high=0.006,
+                verdict="no detectable difference",
+            ),
+        ]
+    )
+
+
+def test_the_forest_plot_has_a_row_per_effect_coloured_by_verdict(effects: pd.DataFrame) -> None:
+    fig = forest_figure(effects)
+    rows = [
+        "s1 avg vs max",
+        "s1 conv vs max",
+        "s1 kernel 5 vs 3",
+        "s1 skip proj vs none",
+        "s2 strided vs max",
+    ]
+    # stage 1 at the top, choices and their values in the space's order
+    assert list(fig.layout.yaxis.categoryarray) == rows
+    assert fig.layout.yaxis.autorange == "reversed"
+    traces = {t.name: t for t in fig.data}
+    assert list(traces) == ["better", "worse", "no detectable difference", "too few seeds"]
+    for verdict, trace in traces.items():
+        assert trace.marker.color == VERDICT_COLOURS[verdict]
+    same = traces["no detectable difference"]
+    assert list(same.y) == ["s1 avg vs max", "s1 conv vs max"]
+    assert list(same.x) == pytest.approx([-0.2, 0.1])  # points, not fractions
+    # the interval as an asymmetric bar around the point, in points
+    worse = traces["worse"]
+    assert (list(worse.y), list(worse.x)) == (["s2 strided vs max"], [pytest.approx(-5.0)])
+    assert list(worse.error_x.array) == pytest.approx([2.0])
+    assert list(worse.error_x.arrayminus) == pytest.approx([2.0])
+    better = traces["better"]
+    assert list(better.error_x.array) == pytest.approx([1.8])
+    assert list(better.error_x.arrayminus) == pytest.approx([1.0])
+    # two seeds: a point and no interval
+    thin = traces["too few seeds"]
+    assert list(thin.y) == ["s1 kernel 5 vs 3"] and list(thin.x) == pytest.approx([0.8])
+    assert thin.error_x.array is None and thin.marker.symbol == "circle-open"
+    # the hover is the effect's sentence
+    assert thin.customdata[0][0] == "stage 1: 5 instead of 3"
+    (zero,) = fig.layout.shapes
+    assert (zero.type, zero.x0, zero.x1) == ("line", 0, 0)
+
+
+def test_effects_around_several_references_name_them(effects: pd.DataFrame) -> None:
+    again = effects.iloc[[0]].assign(reference=7, delta=-0.04)
+    fig = forest_figure(pd.concat([effects, again], ignore_index=True))
+    labels = list(fig.layout.yaxis.categoryarray)
+    # the same effect around either reference sits together, in the references' order
+    assert labels[-2:] == ["s2 strided vs max · ref 3", "s2 strided vs max · ref 7"]
+    assert list(next(t for t in fig.data if t.name == "worse").x) == pytest.approx([-5.0, -4.0])
+
+
+def test_effect_labels() -> None:
+    row = {"stage": 3, "choice": "skip", "from": "none", "to": "pool", "reference": 2}
+    assert effect_label(row) == "s3 skip pool vs none"
+    assert effect_label(row, with_reference=True) == "s3 skip pool vs none · ref 2"
+
+
+def test_means_get_seed_error_bars_and_fallen_members_stand_apart(complete: pd.DataFrame) -> None:
+    off, front = _split(complete)
+    # per-architecture means: one seed (NaN spread) for trial 1, three for the others
+    front = front.assign(
+        n=[3, 3, 1],
+        val_acc_std=[0.01, 0.02, float("nan")],
+        on_front=[True, False, True],
+    )
+    off = off.assign(n=1, val_acc_std=float("nan"))
+    fig = pareto_figure(off, front, x="flops", y="val_acc", color_by=None)
+    traces = {t.name: t for t in fig.data}
+    assert list(traces) == [
+        "candidates",
+        "Pareto front",
+        "candidates on the front",
+        "fell off the front by its mean",
+    ]
+    members = traces["candidates on the front"]
+    # trials 5 and 1 (trial 3 fell off): the staircase and the members leave it out
+    assert list(traces["Pareto front"].x) == [60, 400]
+    assert [c[0] for c in members.customdata] == [1, 5]
+    assert list(members.error_y.array) == pytest.approx([0.0, 0.01])
+    assert members.error_x.array is None  # flops is the architecture's: no spread
+    fallen = traces["fell off the front by its mean"]
+    assert [c[0] for c in fallen.customdata] == [3]
+    assert fallen.marker.symbol == "diamond-open"
+    assert list(fallen.error_y.array) == pytest.approx([0.02])
+    assert "means of %{customdata[6]} seeds" in members.hovertemplate
+    assert [c[6] for c in members.customdata] == [1, 3]
+
+
+def test_learning_curves_take_names() -> None:
+    epochs = pd.DataFrame({"trial_number": [4, 2], "epoch": [1, 1], "val_acc": [0.5, 0.3]})
+    fig = curves_figure(epochs, names={4: "reference (trial 4)"})
+    assert [t.name for t in fig.data] == ["trial 2", "reference (trial 4)"]

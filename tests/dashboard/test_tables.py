@@ -16,13 +16,14 @@ from dashboard.tables import (
     job_errors,
     jobs_table,
     lost_warning,
+    phase_now,
     trials_columns,
     workers_table,
 )
 from search.config import JobConfig
 from search.query import stage_columns
 from search.space import SpaceConfig
-from search.store import JobInfo, Store, WorkerInfo, upgrade
+from search.store import JobInfo, PhaseProgress, Store, WorkerInfo, upgrade
 from search.vocabulary import WorkerStatus
 
 # what load_candidates returns for a job of two stages, in its order
@@ -93,6 +94,8 @@ def test_the_job_table_has_short_times_and_no_error_column(jobs: list[JobInfo]) 
         "priority",
         "progress",
         "trials",
+        "phase",
+        "phases",
         "attempts",
         "worker",
         "created",
@@ -107,6 +110,24 @@ def test_the_job_table_has_short_times_and_no_error_column(jobs: list[JobInfo]) 
         "03-04 05:07",
         "03-05 06:06",
     ]
+
+
+def test_a_job_is_in_its_first_phase_whose_trials_have_not_all_ended(
+    jobs: list[JobInfo],
+) -> None:
+    job = jobs[1]
+    search, confirm = PhaseProgress("search", 4, 4, 2), PhaseProgress("confirm", 3, 6, 1)
+    ablate = PhaseProgress("ablate", 0, None, 0)
+    # failed search trials are replaced: the search ends at its budget of results
+    assert phase_now(replace(job, phases=(search, confirm, ablate))) == confirm
+    # a planned phase ends when each of its trials completed or failed
+    ended = replace(confirm, done=5)
+    assert phase_now(replace(job, phases=(search, ended, ablate))) == ablate  # not yet planned
+    assert phase_now(replace(job, phases=(search, ended))) == ended  # the last, once all ended
+    assert phase_now(replace(job, phases=())) is None
+    row = jobs_table([replace(job, phases=(search, confirm, ablate))]).iloc[0]
+    assert row["phase"] == "confirm"
+    assert row["phases"] == "search 4/4 (2 failed) · confirm 3/6 (1 failed) · ablate 0/?"
 
 
 def test_errors_are_listed_whole_below_the_table(jobs: list[JobInfo]) -> None:

@@ -92,15 +92,54 @@ STORED = {
 }
 
 
+# the keys a config stored before the confirm and ablate phases lacks, as to_dict writes them
+PHASE_DEFAULTS = {
+    "seeds": 1,
+    "ablate": "none",
+    "reference": "best",
+    "references": 1,
+    "cache": True,
+    "val_fraction": 0.1,
+}
+
+
 def test_a_stored_config_loads_and_is_written_back_flat_and_unchanged() -> None:
     cfg = JobConfig.from_dict(STORED)
     assert cfg.train == TrainConfig(
         epochs=3, batch_size=64, lr=0.1, label_smoothing=0.0, augment=True
     )
-    assert cfg.to_dict() == STORED
+    # the keys of the later phases and the cache read as a single plain search, cache on
+    assert cfg.to_dict() == {**STORED, **PHASE_DEFAULTS}
+    assert (cfg.seeds, cfg.ablate, cfg.reference, cfg.cache) == (1, "none", None, True)
     # an older one without the later training keys gets today's defaults
     old = {k: v for k, v in STORED.items() if k not in ("augment", "label_smoothing")}
     assert JobConfig.from_dict(old).train == TrainConfig(epochs=3, batch_size=64, lr=0.1)
+
+
+@pytest.mark.parametrize("reference", ["best", 0, 17])
+def test_the_phase_keys_round_trip(reference: str | int) -> None:
+    cfg = JobConfig.from_mapping(
+        {
+            **BASE,
+            "seeds": 5,
+            "ablate": "all",
+            "reference": reference,
+            "references": 3 if reference == "best" else 1,
+            "cache": False,
+            "val_fraction": 0.3,
+        }
+    )
+    assert cfg.reference == (None if reference == "best" else reference)
+    flat = cfg.to_dict()
+    assert {k: flat[k] for k in PHASE_DEFAULTS} == {
+        "seeds": 5,
+        "ablate": "all",
+        "reference": reference,
+        "references": 3 if reference == "best" else 1,
+        "cache": False,
+        "val_fraction": 0.3,
+    }
+    assert JobConfig.from_dict(json.loads(json.dumps(flat))) == cfg
 
 
 def test_the_training_settings_are_job_keys_only_flat() -> None:
@@ -139,6 +178,19 @@ def test_flags_override_the_file() -> None:
         ({"dataset": "cifar10"}, "needs --data-dir"),
         ({"dataset": "npz", "data_dir": "x.npz"}, "needs --input"),
         ({"space": {"kernel": [4]}}, "kernel 4 must be an odd integer"),
+        ({"seeds": 0}, "seeds 0 must be at least 1"),
+        ({"seeds": 101}, "seeds 101 must be at most 100"),
+        ({"seeds": 2.0}, "seeds 2.0 must be an integer"),
+        ({"ablate": "stride"}, "ablate 'stride' must be one of none, downsample, all"),
+        ({"reference": "worst"}, "reference 'worst' must be best or a trial number"),
+        ({"reference": -1}, "reference -1 must be at least 0"),
+        ({"reference": 2**31}, "reference 2147483648 must be at most 2147483647"),
+        ({"references": 0}, "references 0 must be at least 1"),
+        ({"references": 21}, "references 21 must be at most 20"),
+        ({"reference": 3, "references": 2}, "references 2 needs reference best"),
+        ({"cache": "no"}, "cache 'no' must be true or false"),
+        ({"val_fraction": 0}, "val_fraction 0 must be positive"),
+        ({"val_fraction": 0.8}, "val_fraction 0.8 must be below 0.8"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(data: dict[str, object], message: str) -> None:

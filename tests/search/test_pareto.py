@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 from _known import frame_rows
 
-from search.pareto import hypervolume, hypervolume_history, pareto_front, pareto_mask
+from search.pareto import (
+    architecture_front,
+    architecture_means,
+    hypervolume,
+    hypervolume_history,
+    pareto_front,
+    pareto_mask,
+)
 
 OBJ = ["val_acc", "flops"]
 
@@ -129,3 +136,75 @@ def test_many_objective_hypervolume_equals_the_slicing_recursion(k: int, seed: i
     history = hypervolume_history(df.assign(trial=range(len(df))), names)
     assert history["hypervolume"].iloc[-1] == pytest.approx(expected, rel=1e-12, abs=1e-12)
     assert history["hypervolume"].is_monotonic_increasing
+
+
+def seeded(rows: list[tuple[str, int, int, float, int]]) -> pd.DataFrame:
+    """Rows (arch_hash, seed, replicate, val_acc, flops), trial numbers in order."""
+    return pd.DataFrame(
+        [
+            {
+                "trial": t,
+                "state": "complete",
+                "arch_hash": a,
+                "seed": s,
+                "replicate": r,
+                "val_acc": v,
+                "test_acc": v - 0.01,
+                "flops": f,
+            }
+            for t, (a, s, r, v, f) in enumerate(rows)
+        ]
+    )
+
+
+def test_architecture_means_average_distinct_seeds_and_count_a_cached_copy_once() -> None:
+    df = seeded(
+        [
+            ("a", 11, 0, 0.80, 100),
+            ("b", 11, 0, 0.70, 50),
+            ("a", 12, 1, 0.90, 100),
+            ("a", 12, 1, 0.90, 100),  # the cache served seed 12 again: one seed, not two
+            ("a", 13, 2, 0.70, 100),
+        ]
+    )
+    df.loc[len(df)] = {**df.iloc[1].to_dict(), "trial": 5, "state": "failed", "val_acc": None}
+    means = architecture_means(df, OBJ)
+    assert means["trial"].tolist() == [0, 1]  # each architecture's lowest trial, in order
+    a = means.iloc[0].to_dict()
+    assert (a["n"], a["val_acc"]) == (3, pytest.approx(0.80))  # not (0.8+0.9+0.9+0.7)/4
+    assert a["val_acc_std"] == pytest.approx(np.std([0.8, 0.9, 0.7], ddof=1))
+    assert a["test_acc"] == pytest.approx(0.79) and a["flops"] == 100
+    assert a["trials"] == [0, 2, 3, 4]
+    b = means.iloc[1].to_dict()
+    assert (b["n"], b["trials"], np.isnan(b["val_acc_std"])) == (1, [1], True)  # failed 5 left out
+
+
+def test_one_seed_per_architecture_gives_the_front_of_the_candidates() -> None:
+    rows = known().assign(arch_hash=lambda d: d["trial"].astype(str), seed=0, replicate=0)
+    means = architecture_means(rows, OBJ)
+    front = architecture_front(means, OBJ)
+    assert front["trial"].tolist() == pareto_front(known(), OBJ)["trial"].tolist() == [5, 3, 1]
+    assert front["on_front"].all() and (front["n"] == 1).all()
+    assert hypervolume(means, OBJ) == hypervolume(known(), OBJ)
+
+
+def test_a_member_whose_mean_falls_off_the_front_is_marked() -> None:
+    df = seeded(
+        [
+            ("lucky", 11, 0, 0.90, 100),  # on the front by its first seed...
+            ("steady", 11, 0, 0.85, 100),
+            ("cheap", 11, 0, 0.70, 40),
+            ("lucky", 12, 1, 0.76, 100),  # ...but its mean 0.83 is below steady's
+            ("steady", 12, 1, 0.85, 100),
+            ("cheap", 12, 1, 0.72, 40),
+        ]
+    )
+    front = architecture_front(
+        architecture_means(df, OBJ),
+        OBJ,
+        first_seed=architecture_means(df[df.replicate == 0], OBJ),
+    )
+    assert front["arch_hash"].tolist() == ["steady", "cheap", "lucky"]
+    assert front["on_front"].tolist() == [True, True, False]
+    assert front["val_acc"].tolist() == pytest.approx([0.85, 0.71, 0.83])
+    assert architecture_front(architecture_means(df, OBJ), OBJ)["on_front"].all()

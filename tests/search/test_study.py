@@ -11,7 +11,7 @@ from search.config import JobConfig
 from search.cost import Cost
 from search.space import ArchSpec
 from search.store import Store, optuna_storage
-from search.study import LOST, RETRY_OF, end_open_trials, open_study
+from search.study import LOST, RETRY_OF, end_open_trials, open_study, trial_phase
 
 ARCH = ArchSpec.from_dict({"stages": [{"downsample": "max", "kernel": 3, "skip": "none"}]})
 COST = Cost(params=10, flops=100, activation_bytes=1000, receptive_field=9)
@@ -182,3 +182,37 @@ def test_a_job_whose_study_was_never_created_has_only_rows_to_end(tmp_path: Path
         )
         == 0
     )
+
+
+def test_a_planned_trial_run_again_keeps_its_phase_replicate_reference_and_seed(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ps.db'}"
+    store = Store.open(url, create=True)
+    config = JobConfig.from_mapping(
+        {"dataset": "digits", "trials": 1, "epochs": 1, "seeds": 3, "ablate": "downsample"}
+    )
+    job = store.submit(config)
+    job_study = open_study(storage=optuna_storage(url), name=job.study_name, config=config)
+    params = {k: v for k, v in ARCH.params().items() if k in config.space.distributions()}
+    planned = {
+        "phase": "ablate",
+        "replicate": 2,
+        "reference": 0,
+        "seed": 77,
+        "arch_hash": ARCH.hash(),
+    }
+    search = job_study.study.ask()  # a search trial, asked by the sampler, never prepared
+    job_study.plain().enqueue_trial(params, user_attrs=planned)
+    ablate = job_study.plain().ask()
+    assert trial_phase(ablate) == "ablate" and trial_phase(search) == "search"
+    # the worker died while both ran; its search budget was met, so only the planned one
+    # runs again
+    assert job_study.recover(store, job.id, requeue=lambda t: trial_phase(t) != "search") == 2
+    trials = optuna.load_study(study_name=job.study_name, storage=optuna_storage(url)).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.WAITING]
+    retry = trials[2]
+    assert retry.user_attrs == {**planned, RETRY_OF: ablate.number}
+    assert retry.system_attrs["fixed_params"] == params
+    assert trial_phase(retry) == "ablate"
+    store.close()

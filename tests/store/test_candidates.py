@@ -141,6 +141,7 @@ def test_every_metric_is_a_filter_key_on_its_own_column() -> None:
     assert list(CANDIDATE_KEYS) == [
         "trial",
         "state",
+        "phase",
         "val_acc",
         "test_acc",
         "flops",
@@ -150,6 +151,11 @@ def test_every_metric_is_a_filter_key_on_its_own_column() -> None:
         "latency_ms",
         "train_s",
         "epochs_done",
+        "replicate",
+        "seed",
+        "reference",
+        "cached_from",
     ]
-    assert set(CANDIDATE_KEYS) == {"trial", "state", "epochs_done", *METRICS}
+    run_keys = {"phase", "replicate", "seed", "reference", "cached_from"}
+    assert set(CANDIDATE_KEYS) == {"trial", "state", "epochs_done", *METRICS, *run_keys}
     assert all(CANDIDATE_KEYS[m] == m for m in METRICS)

@@ -19,6 +19,7 @@ from search.cost import Cost
 from search.datasets import DatasetFacts
 from search.space import ArchSpec
 from search.store import (
+    DatabaseError,
     SchemaError,
     Store,
     check_schema,
@@ -180,3 +181,84 @@ def test_out_of_date_or_unknown_schemas_are_refused(db_url: str) -> None:
         check_schema(engine)
     assert current_revision(engine) == "ffff"
     engine.dispose()
+
+
+def test_0004_keeps_every_row_and_old_rows_read_as_the_search_phase(
+    empty_db_url: str, row_counts: Callable[[str], dict[str, int]]
+) -> None:
+    upgrade(empty_db_url)
+    arch = ArchSpec.from_dict({"stages": [{"downsample": "max", "kernel": 3, "skip": "none"}]})
+    cost = Cost(params=1, flops=2, activation_bytes=3, receptive_field=4)
+    with Store.open(empty_db_url) as store:
+        job = store.submit(JobConfig.from_mapping({"trials": 2, "epochs": 1, "seeds": 2}))
+        ids = [
+            store.start_candidate(
+                job_id=job.id,
+                trial_number=n,
+                optuna_trial_id=None,
+                arch=arch,
+                cost=cost,
+                seed=0,
+                attempt=1,
+                worker_id="w",
+                epochs_total=1,
+                **extra,
+            )
+            for n, extra in enumerate(
+                [{"cache_key": "k" * 32}, {"phase": "confirm", "replicate": 1}]
+            )
+        ]
+        store.record_epoch(candidate_id=ids[0], epoch=1, val_acc=0.5, train_loss=1.0, seconds=0.1)
+        store.finish_candidate(candidate_id=ids[0], state="complete", val_acc=0.5)
+        store.start_candidate(
+            job_id=job.id,
+            trial_number=2,
+            optuna_trial_id=None,
+            arch=arch,
+            cost=cost,
+            seed=0,
+            attempt=1,
+            worker_id="w",
+            epochs_total=1,
+            phase="ablate",
+            reference=0,
+            cache_key="k" * 32,
+            cached_from=ids[0],
+        )
+        store.record_plan(job.id, "confirm", {"total": 1})
+    ours = {t: row_counts(empty_db_url)[t] for t in PS_TABLES}
+    assert (ours["ps_candidates"], ours["ps_epochs"]) == (3, 2)  # the copy has its curve
+
+    assert downgrade(empty_db_url, "0003") == "0003"
+    gone = {"phase", "replicate", "reference", "cached_from", "cache_key"}
+    assert not gone & set(_columns(empty_db_url, "ps_candidates"))
+    assert "plan" not in _columns(empty_db_url, "ps_jobs")
+    assert {t: row_counts(empty_db_url)[t] for t in PS_TABLES} == ours
+
+    assert upgrade(empty_db_url) == head_revision()
+    assert {t: row_counts(empty_db_url)[t] for t in PS_TABLES} == ours
+    with Store.open(empty_db_url) as store:
+        rows = store.list_candidates(job.id)
+        assert [(c.phase, c.replicate, c.reference, c.cached_from) for c in rows] == [
+            ("search", 0, None, None)
+        ] * 3
+        assert store.get_job(job.id).plan is None
+        # the new columns work again on the upgraded schema
+        store.start_candidate(
+            job_id=job.id,
+            trial_number=3,
+            optuna_trial_id=None,
+            arch=arch,
+            cost=cost,
+            seed=0,
+            attempt=1,
+            worker_id="w",
+            epochs_total=1,
+            phase="ablate",
+            reference=0,
+            cached_from=ids[0],
+        )
+        assert store.list_candidates(job.id)[-1].cached_from == ids[0]
+        # the phase is checked by the database too
+        with pytest.raises(DatabaseError), store.session() as s:
+            s.execute(text("UPDATE ps_candidates SET phase = 'explore'"))

@@ -11,6 +11,7 @@ import pytest
 from search.config import JobConfig
 from search.cost import Cost
 from search.datasets import DatasetFacts
+from search.design import replicate_seed
 from search.store import (
     JobNotFoundError,
     JobStateError,
@@ -19,7 +20,6 @@ from search.store import (
     optuna_storage,
 )
 from search.store._models import Worker
-from search.study import trial_seed
 
 
 def config(**overrides: object) -> JobConfig:
@@ -302,7 +302,7 @@ def test_an_ended_job_with_a_running_optuna_trial_but_no_row_is_found(
 
 def test_the_largest_derived_seed_fits_its_column(store: Store) -> None:
     job = store.submit(config(seed=2**31 - 1))
-    seeds = [trial_seed(job.config.seed, n) for n in range(3)]
+    seeds = [replicate_seed(job.config.seed, k) for k in range(3)]
     assert all(0 <= s < 2**31 for s in seeds)
     for number, seed in enumerate(seeds):
         store.start_candidate(

@@ -84,14 +84,18 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
     assert {t: row_counts(old_url)[t] for t in before_counts} == before_counts  # Optuna's too
     after = _dump(path)
     added = {t: [c for c in after[t].columns if c not in before[t].columns] for t in PS_TABLES}
-    # 0002's and 0003's columns; a later migration that adds one to a table extends this
+    # 0002's, 0003's and 0004's columns; a later migration that adds one to a table extends this
     assert {t: columns for t, columns in added.items() if columns} == {
-        "ps_jobs": ["dataset_facts"],
+        "ps_jobs": ["dataset_facts", "plan"],
         "ps_workers": ["lease_seconds"],
+        "ps_candidates": ["phase", "cached_from", "replicate", "reference", "cache_key"],
     }
-    # every row, every value, as it was, the new columns NULL in them
+    # every row, every value, as it was, the new columns NULL in them but for those with a
+    # default: every candidate before 0004 was the search phase's first seed
+    defaults = {"phase": "search", "replicate": 0}
     assert {t: dump.rows for t, dump in after.items()} == {
-        t: [{**row, **dict.fromkeys(added[t])} for row in dump.rows] for t, dump in before.items()
+        t: [{**row, **{c: defaults.get(c) for c in added[t]}} for row in dump.rows]
+        for t, dump in before.items()
     }
 
     with Store.open(old_url) as store:
@@ -137,6 +141,10 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
         (worker,) = store.list_workers()
         assert (worker.id, worker.status, worker.last_heartbeat) == ("host-1-abcdef", "stopped", T0)
         assert worker.lease_seconds is None  # 0003's column
+        # 0004's: the old job is one plain search, its candidates its first seed
+        assert [(c.phase, c.replicate, c.cached_from) for c in rows] == [("search", 0, None)] * 3
+        assert (job.trained, job.cached, job.plan) == (2, 0, None)
+        assert [p.name for p in job.phases] == ["search"]
 
         facts = DatasetFacts(10, (1, 8, 8), (4.9,), (6.0,))
         store.record_dataset(1, facts)

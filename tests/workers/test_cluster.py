@@ -7,6 +7,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from search.cache import cache_key, resolve_settings, settings_hash
 from search.config import JobConfig
 from search.store import Store, optuna_storage
 from workers.data import load_dataset
@@ -66,3 +67,15 @@ def test_trials_receive_the_fractional_gpu_share_across_nodes(cluster, tmp_path)
         # fractional trials on a node share its first device
         assert t.user_attrs["cuda_visible_devices"] == "0"
     assert len({t.user_attrs["ray_node"] for t in trials}) == 2, "trials spread over both nodes"
+    # the logical GPUs have no CUDA behind them: the trials trained on the CPU, and their cache
+    # keys say so, so no CUDA job is ever served these results
+    data = load_dataset("digits").fingerprint()
+    for kind, expected in (("cpu", True), ("cuda", False)):
+        digest = settings_hash(resolve_settings(config.train, device_type=kind))
+        keys = {
+            cache_key(
+                arch_hash=c.arch_hash, data_fingerprint=data, settings_hash=digest, seed=c.seed
+            )
+            for c in store.list_candidates(job.id)
+        }
+        assert (keys == {c.cache_key for c in store.list_candidates(job.id)}) is expected

@@ -1,9 +1,15 @@
-"""The runner on a real local Ray: Optuna's view and poolstride's tables agree in every case."""
+"""The runner on a real local Ray: Optuna's view and poolstride's tables agree in every case.
+
+The helpers here (``ray_instance``, ``small_config``, ``submit_and_run``, ``fake_train``) are
+shared with the other runner tests (``test_phases``, ``test_cache``).
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -24,8 +30,10 @@ from ray import cloudpickle
 from ray.tune.experiment import Trial
 
 from search.config import JobConfig
+from search.space import ArchSpec
 from search.store import Store, optuna_storage
 from search.study import open_study
+from search.vocabulary import FINAL_STATUSES
 from workers.daemon import Worker
 from workers.data import load_dataset
 from workers.ray_session import ray_session
@@ -47,7 +55,8 @@ def ray_instance():
         yield
 
 
-def _config(**kw: Any) -> JobConfig:
+def small_config(**kw: Any) -> JobConfig:
+    """A job on digits small enough to train in a second; ``kw`` overrides its keys."""
     base = {
         "dataset": "digits",
         "trials": 4,
@@ -61,7 +70,7 @@ def _config(**kw: Any) -> JobConfig:
     return JobConfig.from_mapping({**base, **kw})
 
 
-def _run(
+def submit_and_run(
     db_url: str,
     config: JobConfig,
     *,
@@ -70,10 +79,19 @@ def _run(
     on_progress=None,
     storage=None,
     weights_dir=None,
+    artifacts=None,
+    dataset=None,
+    start_ray=None,
 ):
+    """Submit ``config``, claim it and run it here; ``(store, job, outcome, study)``.
+
+    ``weights_dir`` is the job's weights folder; ``artifacts`` instead gives the folder that
+    holds one ``job-<id>`` folder per job. ``dataset`` defaults to digits split by the job's seed.
+    ``start_ray`` is called if something must train.
+    """
     store = Store.open(db_url, create=True)
     job = store.submit(config)
-    claimed = store.claim("w-test", lease_seconds=600)
+    claimed = store.claim("w-test", lease_seconds=600, job_id=job.id)
     assert claimed is not None and claimed.id == job.id
     outcome = run_job(
         store=store,
@@ -85,21 +103,93 @@ def _run(
         storage=storage or optuna_storage(db_url),
         stop=stop,
         on_progress=on_progress,
-        dataset=load_dataset("digits", seed=config.seed),
+        dataset=dataset or load_dataset("digits", seed=config.seed),
         train_fn=train_fn,
-        weights_dir=weights_dir,
+        weights_dir=artifacts / f"job-{job.id}" if artifacts is not None else weights_dir,
+        start_ray=start_ray,
     )
+    if outcome.status in FINAL_STATUSES:  # as the worker does: the next job can be claimed
+        store.finish_job(job.id, "w-test", status=outcome.status, error=outcome.error)
     study = optuna.load_study(study_name=job.study_name, storage=optuna_storage(db_url))
     return store, job, outcome, study
 
 
-def _flaky(arch: Any, dataset: Any, config: TrainConfig, **kw: Any) -> TrainResult:
-    # trial numbers 1 and 2 (seed = job seed * 1_000_003 + number) go wrong in two ways
-    number = config.seed - 3 * 1_000_003
-    if number == 1:
+def _score(arch: ArchSpec, seed: int) -> float:
+    # a fixed accuracy per architecture and seed, in [0.5, 0.75]
+    return 0.5 + hashlib.sha256(f"{arch.hash()}/{seed}".encode()).digest()[0] / 1020
+
+
+def fake_train(
+    arch: ArchSpec,
+    dataset: Any,
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[..., Any] | None = None,
+    keep_weights: bool = False,
+    accuracy: Callable[[ArchSpec, int], float] = _score,
+    calls: Path | None = None,
+) -> TrainResult:
+    """A training that trains nothing: ``accuracy(arch, seed)`` (which may raise) every epoch,
+    instantly. Each call appends the training it was asked for (architecture hash, seed and
+    the settings it got) as a JSON line to ``calls``; the weights are ``b"HASH/SEED"``."""
+    acc = accuracy(arch, config.seed)
+    if calls is not None:
+        line = {
+            "arch": arch.hash(),
+            "seed": config.seed,
+            "device": config.device,
+            "bf16": config.bf16,
+            "channels_last": config.channels_last,
+            "lr": config.lr,
+        }
+        with calls.open("a") as fh:  # one short append per call: whole lines across processes
+            fh.write(json.dumps(line) + "\n")
+    for epoch in range(1, config.epochs + 1):
+        if on_epoch is not None:
+            on_epoch(epoch, acc, 1.0 / epoch, 0.001)
+    return TrainResult(
+        val_acc_per_epoch=(acc,) * config.epochs,
+        train_loss_per_epoch=tuple(1.0 / e for e in range(1, config.epochs + 1)),
+        val_acc=acc,
+        test_acc=acc - 0.01,
+        train_s=0.001,
+        latency_ms=0.01,
+        latency_batch=config.latency_batch,
+        peak_mem_bytes=0,
+        device="cpu",
+        epochs_done=config.epochs,
+        images_per_s=1.0,
+        precision="fp32",
+        weights=f"{arch.hash()}/{config.seed}".encode() if keep_weights else None,
+    )
+
+
+def trainings(calls: Path) -> list[dict[str, Any]]:
+    """What :func:`fake_train` was asked to train, call by call."""
+    return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def _drawn(config: JobConfig, n: int) -> list[ArchSpec]:
+    """The first ``n`` architectures a new job with ``config`` draws, replayed in memory: its
+    sampler is seeded from the job's seed and the study's (empty) history alone."""
+    job_study = open_study(storage=optuna.storages.InMemoryStorage(), name="replay", config=config)
+    return [config.space.sample(job_study.study.ask()) for _ in range(n)]
+
+
+def _flaky(
+    arch: ArchSpec,
+    dataset: Any,
+    config: TrainConfig,
+    *,
+    raises: ArchSpec,
+    nan: ArchSpec,
+    **kw: Any,
+) -> TrainResult:
+    # every search trial has one seed (replicate 0): the architecture says which trial it is
+    if arch == raises:
         raise RuntimeError("injected failure")
     result = train(arch, dataset, config, **kw)
-    return replace(result, val_acc=math.nan) if number == 2 else result
+    return replace(result, val_acc=math.nan) if arch == nan else result
 
 
 def _optuna_numbers(url: str, trial_ids: list[int]) -> list[int]:
@@ -125,7 +215,7 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(
     ray_instance, tmp_path, monkeypatch
 ):
     url = f"sqlite:///{tmp_path / 'ps.db'}"
-    progress: list[tuple[int, int]] = []
+    progress: list[tuple[str, int, int | None, int]] = []
     # the worker's handler must survive Tune's run (Tune installs its own unless told not to)
     monkeypatch.delenv("TUNE_DISABLE_SIGINT_HANDLER", raising=False)
     handlers: list[Any] = []
@@ -133,16 +223,19 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(
     def ours(signum: int, frame: Any) -> None:
         raise AssertionError("no SIGINT is sent")
 
-    def on_progress(done: int, failed: int) -> None:
-        progress.append((done, failed))
+    def on_progress(phase: str, done: int, total: int | None, failed: int) -> None:
+        progress.append((phase, done, total, failed))
         handlers.append(signal.getsignal(signal.SIGINT))
 
+    config = small_config(trials=4, keep_weights="all")
+    # trials 1 and 2 go wrong in two ways
+    _, raises, nan = _drawn(config, 3)
     previous = signal.signal(signal.SIGINT, ours)
     try:
-        store, job, outcome, study = _run(
+        store, job, outcome, study = submit_and_run(
             url,
-            _config(trials=4, keep_weights="all"),
-            train_fn=_flaky,
+            config,
+            train_fn=functools.partial(_flaky, raises=raises, nan=nan),
             on_progress=on_progress,
             weights_dir=tmp_path / "weights",
         )
@@ -166,7 +259,7 @@ def test_failing_and_nan_trials_are_fail_and_the_budget_is_still_met(
         f"non-finite objective values [nan, {float(by_number[2].flops)}]"
     )
     assert len(study.trials) == 6
-    assert progress[-1] == (4, 2)
+    assert progress[-1] == ("search", 4, 4, 2)
     # weights of the complete trials only; the NaN trial's were filed, then dropped
     complete_numbers = sorted(t.number for t in study.trials if t.state == TrialState.COMPLETE)
     assert sorted(p.name for p in Path(tmp_path / "weights").iterdir()) == sorted(
@@ -212,7 +305,9 @@ def test_cancel_prunes_running_trials_and_keeps_partial_metrics(ray_instance, tm
 
     threading.Thread(target=cancel_after_first_epoch, daemon=True).start()
     t0 = time.monotonic()
-    store, job, outcome, study = _run(url, _config(trials=3, epochs=2), train_fn=slow, stop=stop)
+    store, job, outcome, study = submit_and_run(
+        url, small_config(trials=3, epochs=2), train_fn=slow, stop=stop
+    )
     assert outcome.status == "cancelled"
     assert time.monotonic() - t0 < 60
     # two trials in flight (the concurrency), neither could finish: both pruned, no third asked
@@ -248,8 +343,8 @@ def _cut_connections(
 
 
 def test_lost_database_connections_lose_nothing(ray_instance, pg_url):
-    store, job, outcome, study = _run(
-        pg_url, _config(trials=4), train_fn=functools.partial(_cut_connections, url=pg_url)
+    store, job, outcome, study = submit_and_run(
+        pg_url, small_config(trials=4), train_fn=functools.partial(_cut_connections, url=pg_url)
     )
     assert outcome.status == "succeeded"
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
@@ -292,7 +387,9 @@ class _CutConnection:
 
 
 def _runs_through(pg_url: str, storage, cut: _CutConnection) -> None:
-    store, job, outcome, study = _run(pg_url, _config(trials=3, concurrency=1), storage=storage)
+    store, job, outcome, study = submit_and_run(
+        pg_url, small_config(trials=3, concurrency=1), storage=storage
+    )
     assert cut.state == "done"
     assert outcome.status == "succeeded"
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
@@ -336,7 +433,7 @@ def test_connection_lost_while_ending_the_job_is_retried(
 ):
     monkeypatch.setenv("POOLSTRIDE_ARTIFACTS", str(tmp_path))
     store = Store.open(pg_url, create=True)
-    job = store.submit(_config(trials=2))
+    job = store.submit(small_config(trials=2))
     worker = Worker(pg_url)
     cut = _CutConnection(
         worker.store.engine,
@@ -352,7 +449,7 @@ def test_connection_lost_while_ending_the_job_is_retried(
 
 def test_recover_completes_rows_whose_trial_optuna_already_holds(ray_instance, tmp_path):
     url = f"sqlite:///{tmp_path / 'ps.db'}"
-    store, job, outcome, study = _run(url, _config(trials=2))
+    store, job, outcome, study = submit_and_run(url, small_config(trials=2))
     assert outcome.status == "succeeded"
     first = store.list_candidates(job.id)[0]
     # a worker that died between telling Optuna and writing its own row
@@ -374,7 +471,7 @@ def test_a_trial_optuna_still_runs_is_left_open_until_optuna_ends_it(
     # no Ray: the recorder's callbacks are called as Tune would, should Tune call them before
     # the searcher has told Optuna
     url = f"sqlite:///{tmp_path / 'ps.db'}"
-    config = _config(trials=1, keep_weights="all")
+    config = small_config(trials=1, keep_weights="all")
     store = Store.open(url, create=True)
     job = store.submit(config)
     job_study = open_study(storage=optuna_storage(url), name=job.study_name, config=config)
@@ -395,7 +492,15 @@ def test_a_trial_optuna_still_runs_is_left_open_until_optuna_ends_it(
     )
     trial = Trial(
         "fake",
-        config={"arch": arch.to_dict(), "trial_number": asked.number, "seed": 5},
+        config={
+            "arch": arch.to_dict(),
+            "trial_number": asked.number,
+            "seed": 5,
+            "phase": "search",
+            "replicate": 0,
+            "reference": None,
+            "cache_key": "k",
+        },
         trial_id="t0",
         stub=True,
     )
@@ -433,8 +538,8 @@ def test_a_resumed_job_whose_budget_is_met_keeps_only_the_fronts_weights(
     # the first attempt trains everything, then its worker dies before it prunes the weights
     with monkeypatch.context() as patch:
         patch.setattr(Recorder, "prune_weights", lambda self: None)
-        store, job, first, study = _run(
-            f"sqlite:///{tmp_path / 'ps.db'}", _config(trials=4), weights_dir=weights
+        store, job, first, study = submit_and_run(
+            f"sqlite:///{tmp_path / 'ps.db'}", small_config(trials=4), weights_dir=weights
         )
     assert first.status == "succeeded"
     assert len(list(weights.glob("trial-*.pt"))) == 4
