@@ -338,7 +338,7 @@ def table_columns(job: JobInfo, *, with_state: bool) -> list[str]:
 
 def candidate_columns(job: JobInfo) -> list[str]:
     """The columns of the job's candidate rows in JSON and CSV: every stage parameter, metric
-    and cost (:func:`search.query.output_columns`)."""
+    and cost, and which training it is (:func:`search.query.output_columns`)."""
     return output_columns(len(job.config.space.stages))
 
 

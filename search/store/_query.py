@@ -199,13 +199,17 @@ def stage_columns(n_stages: int) -> list[str]:
 
 
 def output_columns(n_stages: int) -> list[str]:
-    """The columns of a candidate row: trial, state, stage parameters, metrics and costs.
+    """The columns of a candidate row: trial, state, stage parameters, metrics and costs,
+    then which training it is (phase, replicate, seed, the reference an ablation varies, the
+    candidate a cached result came from).
 
     Example:
         >>> output_columns(1)[:3]
         ['trial', 'state', 's1.downsample']
+        >>> output_columns(1)[-5:]
+        ['phase', 'replicate', 'seed', 'reference', 'cached_from']
     """
-    return ["trial", "state", *stage_columns(n_stages), *METRICS]
+    return ["trial", "state", *stage_columns(n_stages), *METRICS, "phase", *_RUN_COLUMNS]
 
 
 def load_candidates(
@@ -548,8 +552,6 @@ def _wanted_columns(columns: Sequence[str] | None, n_stages: int) -> list[str]:
     default = [
         "candidate_id",
         *output_columns(n_stages),
-        "phase",
-        *_RUN_COLUMNS,
         "arch_hash",
         "epochs_done",
     ]
