@@ -284,7 +284,7 @@ def pareto_figure(
                 x=fallen[x],
                 y=fallen[y],
                 mode="markers",
-                name="fell off the front by its mean",
+                name="off the front since the search",
                 marker={
                     "size": 12,
                     "symbol": "diamond-open",

@@ -87,7 +87,7 @@ class ReportData:
         job: The job, with its config, progress per phase and plan.
         means: :func:`search.pareto.architecture_means` of the job's complete candidates.
         front: :attr:`search.query.Front.rows`: the front's architectures (``on_front``), then
-            those that were on the replicate-0 front and whose mean fell off it.
+            those that were on the search's front and are not on the final one.
         hypervolume: The front's hypervolume over the means.
         complete: How many complete candidates (every seed counted).
         effects: :func:`search.analysis.ablation_effects` around :attr:`references`.
@@ -342,12 +342,12 @@ def _fallen_words(fallen: int) -> str:
         return ""
     if fallen == 1:
         return (
-            " 1 architecture (the open diamond) was on the front of the first seed's results "
-            "but fell off it by its mean."
+            " 1 architecture (the open diamond) was on the search's front and is not on this "
+            "one: beaten by its own mean over seeds or by an architecture trained later."
         )
     return (
-        f" {fallen} architectures (open diamonds) were on the front of the first seed's "
-        "results but fell off it by their mean."
+        f" {fallen} architectures (open diamonds) were on the search's front and are not on "
+        "this one: each beaten by its own mean over seeds or by an architecture trained later."
     )
 
 

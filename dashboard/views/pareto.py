@@ -2,8 +2,8 @@
 beside.
 
 An architecture trained with several seeds is one point at its means, with error bars of one
-standard deviation, as ``poolstride pareto`` ranks it; members of the first seed's front whose
-mean fell off the front are open diamonds. ``?job=ID&x=flops&y=val_acc&color=s2.downsample``
+standard deviation, as ``poolstride pareto`` ranks it; members of the search's front that are
+not on the final one are open diamonds. ``?job=ID&x=flops&y=val_acc&color=s2.downsample``
 opens a view directly. Beyond :data:`MAX_POINTS` architectures the points off the front are a
 random sample (the page says so); the front is always drawn whole.
 """
@@ -89,7 +89,7 @@ with left:
     st.caption(
         f"{len(means):,} architectures of {front.complete:,} complete candidates, "
         f"{len(members)} on the front (diamonds)"
-        + (f"; {fallen} fell off it by their mean over seeds (open diamonds)" if fallen else "")
+        + (f"; {fallen} of the search's front fell off it (open diamonds)" if fallen else "")
         + (
             f"; drawn: the front and a random sample of {len(shown):,} of the other "
             f"{len(means) - len(front.rows):,}"

@@ -126,8 +126,8 @@ def pareto(job_id: int, objectives: str | None, fmt: Format, db: str | None) -> 
 
     The front is of architectures: an architecture trained with several seeds counts once,
     with its metrics averaged over them (the table then shows mean ± standard deviation and
-    the number of seeds n, and marks the architectures whose first seed put them on the front
-    but whose mean fell off it).
+    the number of seeds n, and marks "fell off" the architectures on the search's front that
+    are not on the final one: beaten by their own mean, or by an architecture trained later).
     """
     names = None
     if objectives is not None:
@@ -175,7 +175,8 @@ def echo_front(job: JobInfo, front: Front) -> None:
         f"means over seeds ({', '.join(front.objectives)}; {front.complete} complete "
         f"candidates); hypervolume {front.hypervolume:.4f}"
         + (
-            f"; {count(fallen, 'architecture')} on it by the first seed fell off by the mean"
+            f"; {count(fallen, 'architecture')} of the search's front fell off it (each beaten by "
+            "its own mean over seeds or by an architecture trained later)"
             if fallen
             else ""
         )

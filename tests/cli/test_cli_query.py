@@ -464,8 +464,8 @@ def test_pareto_of_several_seeds_shows_means_and_marks_the_fallen(
         "0      3  max            3          none     max            3          none     "
         "0.81 ± 0.01       0.8 ± 0.01        100    10      0.5 ± 0     1 ± 0    fell off",
         "4 of 8 architectures on the front of their means over seeds (val_acc, flops; 21 "
-        "complete candidates); hypervolume 0.7812; 2 architectures on it by the first seed fell "
-        "off by the mean",
+        "complete candidates); hypervolume 0.7812; 2 architectures of the search's front fell "
+        "off it (each beaten by its own mean over seeds or by an architecture trained later)",
     ]
 
 

@@ -339,7 +339,7 @@ def test_means_get_seed_error_bars_and_fallen_members_stand_apart(complete: pd.D
         "candidates",
         "Pareto front",
         "candidates on the front",
-        "fell off the front by its mean",
+        "off the front since the search",
     ]
     members = traces["candidates on the front"]
     # trials 5 and 1 (trial 3 fell off): the staircase and the members leave it out
@@ -347,7 +347,7 @@ def test_means_get_seed_error_bars_and_fallen_members_stand_apart(complete: pd.D
     assert [c[0] for c in members.customdata] == [1, 5]
     assert list(members.error_y.array) == pytest.approx([0.0, 0.01])
     assert members.error_x.array is None  # flops is the architecture's: no spread
-    fallen = traces["fell off the front by its mean"]
+    fallen = traces["off the front since the search"]
     assert [c[0] for c in fallen.customdata] == [3]
     assert fallen.marker.symbol == "diamond-open"
     assert list(fallen.error_y.array) == pytest.approx([0.02])
