@@ -86,11 +86,8 @@ def fmt_value(value: Any) -> str:
 
 
 def phase_now(job: JobInfo) -> PhaseProgress | None:
-    """The phase a job is in: the first whose trials have not all ended (a phase not yet
-    planned has not), else its last; ``None`` for a job that reports no phases.
-
-    The search ends when its budget of results is met (failed trials are replaced); a planned
-    phase when each of its trials completed or failed.
+    """The phase a job is in: the first not :attr:`~search.store.PhaseProgress.ended` (a
+    phase not yet planned has not), else its last; ``None`` for a job that reports no phases.
 
     Example:
         >>> from types import SimpleNamespace
@@ -99,11 +96,9 @@ def phase_now(job: JobInfo) -> PhaseProgress | None:
         >>> phase_now(SimpleNamespace(phases=phases)).name
         'confirm'
     """
-    for phase in job.phases:
-        ended = phase.done if phase.name == "search" else phase.done + phase.failed
-        if phase.total is None or ended < phase.total:
-            return phase
-    return job.phases[-1] if job.phases else None
+    return next((phase for phase in job.phases if not phase.ended), None) or (
+        job.phases[-1] if job.phases else None
+    )
 
 
 def phases_text(job: JobInfo) -> str:

@@ -167,7 +167,4 @@ def _progress(job: JobInfo, name: str) -> str:
 
 def _current_phase(job: JobInfo) -> str:
     """The first phase of the job not done (``-`` when every one is)."""
-    for phase in job.phases:
-        if phase.total is None or phase.done < phase.total:
-            return phase.name
-    return "-"
+    return next((phase.name for phase in job.phases if not phase.ended), "-")

@@ -32,6 +32,20 @@ class PhaseProgress:
     total: int | None
     failed: int
 
+    @property
+    def ended(self) -> bool:
+        """Whether the phase is over: the search when its budget of results is met (its failed
+        trials are replaced), a planned phase when each of its trials completed or failed.
+
+        Example:
+            >>> PhaseProgress("confirm", 5, 6, 1).ended, PhaseProgress("search", 5, 6, 1).ended
+            (True, False)
+        """
+        if self.total is None:
+            return False
+        ended = self.done if self.name == "search" else self.done + self.failed
+        return ended >= self.total
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
