@@ -44,13 +44,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
-from search.config import JobConfig
 from search.datasets import DatasetFacts, DatasetInfo, dataset_info
+
+if TYPE_CHECKING:
+    # search.config imports Optuna and SQLAlchemy, which loading data must not need
+    from search.config import JobConfig
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -288,6 +291,7 @@ def load_job_data(config: JobConfig) -> Dataset:
     """The data of a job: its dataset, data path, input shape, split seed and validation share.
 
     Example:
+        >>> from search.config import JobConfig
         >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 1, "epochs": 1})
         >>> load_job_data(cfg).input_shape
         (1, 8, 8)
