@@ -25,7 +25,6 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from search.space import ArchSpec, StageSpec
 from workers.data import Dataset, load_dataset
 from workers.model import build_model
 from workers.train import (
@@ -51,24 +51,8 @@ CPU_TEST_IMAGES = 2000
 CPU_EPOCHS = 3
 
 
-@dataclass(frozen=True)
-class Stage:
-    """The attributes ``workers.model.build_model`` reads from a stage."""
-
-    downsample: str
-    kernel: int
-    skip: str
-    width: int
-    depth: int
-
-
-@dataclass(frozen=True)
-class Arch:
-    stages: tuple[Stage, ...]
-
-
 def naive_train(
-    arch: Arch,
+    arch: ArchSpec,
     ds: Dataset,
     config: TrainConfig,
     device: torch.device,
@@ -190,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else (64, 128, 256)
     )
     epochs = args.epochs or (CPU_EPOCHS if cpu else 15 if real else 5)
-    arch = Arch(tuple(Stage(args.downsample, 3, "none", w, args.depth) for w in widths))
+    arch = ArchSpec(tuple(StageSpec(args.downsample, 3, "none", w, args.depth) for w in widths))
 
     t0 = time.perf_counter()
     ds = load(args, cpu)

@@ -164,7 +164,9 @@ class Dataset:
         """
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-        return (x.float() - mean) / std
+        # in place on one fresh copy: on a GPU the whole training set is normalised at once,
+        # and ``(x.float() - mean) / std`` would hold two float copies of it beside the pixels
+        return x.to(torch.float32, copy=True).sub_(mean).div_(std)
 
 
 def _hash_array(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
