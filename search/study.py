@@ -31,6 +31,7 @@ __all__ = [
     "LOST",
     "RETRY_OF",
     "SAMPLERS",
+    "STOPPED_AT",
     "JobStudy",
     "end_open_trials",
     "make_sampler",
@@ -55,6 +56,8 @@ RETRY_OF = "retry_of"  # user attribute of a trial enqueued again: the number it
 # same phase
 KEPT_ON_RETRY = ("phase", "replicate", "reference", "seed", "arch_hash")
 LOST = "worker lost while the trial ran"
+# user attribute of a search trial early stopping stopped (PRUNED): the epoch it stopped at
+STOPPED_AT = "stopped_at"
 _CANCELLED = "job cancelled"  # a poolstride trial ends PRUNED only when its job is cancelled
 
 
