@@ -14,12 +14,16 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 from ray import cloudpickle
+from ray.tune.experiment import Trial
 
 from search.cost import arch_cost
+from search.halving import RungRecord
 from search.query import load_front
 from search.space import ArchSpec
+from search.store import Store
 from search.study import STOPPED_AT
 from tests.workers.test_runner import _drawn, ray_instance, small_config, submit_and_run
+from workers.scheduler import HalvingScheduler, Stopped, rungs_from_store
 from workers.train import TrainConfig, TrainResult
 
 pytestmark = pytest.mark.slow
@@ -138,3 +142,80 @@ def test_mo_asha_stops_by_the_hand_computed_rule_and_keeps_a_cheap_front_member(
     assert not pruned & {n for trials in members["trials"] for n in trials}
     info = store.get_job(job.id)
     assert (info.trials_done, info.trials_total) == (6, 6)
+
+
+def test_a_resumed_job_rebuilds_its_rungs_from_the_epoch_rows_counting_a_re_run_once(
+    tmp_path: Path,
+) -> None:
+    # no Ray: the rows a first attempt left, then the scheduler a second attempt builds
+    config = small_config(trials=6, epochs=4, eta=2)
+    store = Store.open(f"sqlite:///{tmp_path / 'ps.db'}", create=True)
+    job = store.submit(config)
+    archs = _drawn(config, 3)
+
+    def row(number: int, arch: ArchSpec, curve: tuple[float, ...], **kw: Any) -> int:
+        cid = store.start_candidate(
+            job_id=job.id,
+            trial_number=number,
+            optuna_trial_id=None,
+            arch=arch,
+            cost=arch_cost(arch, input_shape=(1, 8, 8), num_classes=10),
+            seed=kw.pop("seed", 7),
+            attempt=1,
+            worker_id="w",
+            epochs_total=4,
+            **kw,
+        )
+        for epoch, acc in enumerate(curve, 1):
+            store.record_epoch(
+                candidate_id=cid, epoch=epoch, val_acc=acc, train_loss=1.0, seconds=0.1
+            )
+        return cid
+
+    first = row(0, archs[0], (0.5, 0.6, 0.7, 0.8))
+    store.finish_candidate(candidate_id=first, state="complete")
+    # trial 1 reached epoch 2 when its worker died; trial 2 re-runs it (same architecture and
+    # seed) and has reached epoch 1 again, with another value
+    lost = row(1, archs[1], (0.4, 0.9))
+    store.finish_candidate(candidate_id=lost, state="failed", error="worker lost")
+    row(2, archs[1], (0.95,))
+    # neither a cached copy nor a confirm training is a record
+    row(3, archs[0], (), cached_from=first)
+    row(4, archs[2], (0.1, 0.1), phase="confirm", replicate=1, seed=8)
+
+    rungs = rungs_from_store(
+        store, job.id, objectives=config.objectives, min_epochs=1, eta=2, epochs=4
+    )
+    flops = [float(arch_cost(a, input_shape=(1, 8, 8), num_classes=10).flops) for a in archs]
+    assert rungs.epochs == (1, 2)
+    assert rungs.records(1) == [RungRecord(0.5, (flops[0],)), RungRecord(0.4, (flops[1],))]
+    assert rungs.records(2) == [RungRecord(0.6, (flops[0],)), RungRecord(0.9, (flops[1],))]
+
+    scheduler = HalvingScheduler(rungs=rungs, objectives=config.objectives)
+
+    def result(number: int, arch: ArchSpec, epoch: int, acc: float, seed: int = 7) -> str:
+        trial = Trial(
+            "fake",
+            config={
+                "arch": arch.to_dict(),
+                "seed": seed,
+                "trial_number": number,
+                "phase": "search",
+                "costs": {"flops": arch_cost(arch, input_shape=(1, 8, 8), num_classes=10).flops},
+                "epochs": 4,
+            },
+            trial_id=f"t{number}",
+            stub=True,
+        )
+        return scheduler.on_trial_result(None, trial, {"epoch": epoch, "val_acc": acc})
+
+    # the re-run reaching epoch 2 is decided on the two records there, itself counted once
+    # with its first value: (0.9, flops[1]) beside (0.6, flops[0]) with fewer flops, one front,
+    # n=2 keeps 1, both ends, trial 0 recorded first: it stops, and the rung still holds two
+    assert flops[0] < flops[1]
+    assert result(2, archs[1], 2, 0.2) == "STOP"
+    assert scheduler.stopped["t2"] == Stopped(2, 0.2)
+    assert len(rungs.records(2)) == 2
+    # a new training is a third record
+    result(5, archs[2], 1, 0.3, seed=9)
+    assert len(rungs.records(1)) == 3
