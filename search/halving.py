@@ -15,9 +15,9 @@ job's epochs):
   (architecture and seed) once: a re-run of a training already recorded (after a lost worker)
   keeps the value first recorded and is not counted again;
 - with ``n`` records, itself included, a training continues when it is among the first
-  ``max(1, n // eta)`` of :func:`rank` (so the first trial to reach a rung always continues,
-  as in Ray's ASHA: the cut-off is over the trials recorded so far, nobody waits for a full
-  rung);
+  ``ceil(n / eta)`` of :func:`rank` (what Ray's ASHA keeps of ``n`` distinct values with its
+  percentile cut-off; so the first trial to reach a rung always continues: the cut-off is over
+  the trials recorded so far, nobody waits for a full rung);
 - :func:`rank` sorts by non-dominated fronts over (``-val_acc``, costs...), within a front by
   crowding distance, largest first, then by the order of recording; with no known cost among
   the objectives it sorts by ``val_acc`` alone, highest first, then by the order of recording.
@@ -28,9 +28,9 @@ Example:
     (1, 2)
     >>> [rungs.add(epoch=1, training=t, record=RungRecord(acc, (flops,)))
     ...  for t, acc, flops in [("a", 0.5, 10), ("b", 0.4, 20), ("c", 0.9, 30), ("d", 0.2, 5)]]
-    [True, False, False, True]
+    [True, False, True, True]
 
-    ``d``, the cheapest, continues with the lowest accuracy: of the 4 records 2 continue, and
+    ``d``, the cheapest, continues with the lowest accuracy: of its 4 records 2 continue, and
     the front {a, c, d} (``b`` is dominated by ``a``) has ``c`` and ``d`` at its ends.
 """
 
@@ -101,13 +101,13 @@ def rung_epochs(*, min_epochs: int, eta: int, epochs: int) -> tuple[int, ...]:
 
 
 def keep_count(n: int, *, eta: int) -> int:
-    """How many of ``n`` records of a rung continue: ``max(1, n // eta)``.
+    """How many of ``n`` records of a rung continue: ``ceil(n / eta)``.
 
     Example:
         >>> [keep_count(n, eta=3) for n in range(1, 8)]
-        [1, 1, 1, 1, 1, 2, 2]
+        [1, 1, 1, 2, 2, 2, 3]
     """
-    return max(1, n // eta)
+    return -(-n // eta)
 
 
 def crowding_distance(losses: np.ndarray) -> np.ndarray:
