@@ -28,14 +28,14 @@ def test_rungs_are_min_epochs_times_powers_of_eta_below_the_epochs() -> None:
 
 
 def test_the_first_n_over_eta_continue_and_always_the_first() -> None:
-    assert [keep_count(n, eta=3) for n in (1, 2, 3, 5, 6, 9, 10)] == [1, 1, 1, 1, 2, 3, 3]
+    assert [keep_count(n, eta=3) for n in (1, 2, 3, 5, 6, 9, 10)] == [1, 1, 1, 2, 2, 3, 4]
     rungs = Rungs(epochs=(1,), eta=3)
     # accuracy only: each newcomer worse than the first stops until 6 are recorded
     got = [
         rungs.add(epoch=1, training=i, record=RungRecord(acc))
         for i, acc in enumerate([0.5, 0.4, 0.3, 0.2, 0.1, 0.45])
     ]
-    # the sixth (0.45) is second of six, and 6 // 3 = 2 continue
+    # the sixth (0.45) is second of six, and ceil(6 / 3) = 2 continue
     assert got == [True, False, False, False, False, True]
 
 

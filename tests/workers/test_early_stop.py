@@ -92,21 +92,22 @@ def test_mo_asha_stops_by_the_hand_computed_rule_and_keeps_a_cheap_front_member(
     )
     assert outcome.status == "succeeded", outcome.error
 
-    # Rungs at epochs 1 and 2 (1 * 2**k below 4); n records keep max(1, n // 2); ranked by
+    # Rungs at epochs 1 and 2 (1 * 2**k below 4); n records keep ceil(n / 2); ranked by
     # fronts over (val_acc, flops), then crowding distance, then order of arrival.
     # rung 1: t0 (n=1) continues. t1 (n=2, keep 1): dominated by t0, stops.
-    #   t2 (n=3, keep 1): front {t0, t2}, both ends (infinite crowding), t0 came first: stops.
-    #   t3 (n=4, keep 2): front {t0, t2, t3}, ends t0 and t3: continues.
-    #   t4 (n=5, keep 2): the cheapest, least accurate; front {t4, t0, t2, t3}, ends t3 and t4:
-    #     continues. t5 (n=6, keep 3): dominated by t0, stops.
-    # rung 2: t0 (n=1) continues; t3 (n=2, keep 1) 0.55 against t0's 0.60 at more flops:
-    #   dominated, stops. t4 (n=3, keep 1) 0.65 at the fewest flops dominates both: continues.
+    #   t2 (n=3, keep 2): front {t0, t2}: continues.
+    #   t3 (n=4, keep 2): front {t0, t2, t3}, ends t0 and t3 first: continues.
+    #   t4 (n=5, keep 3): the cheapest, least accurate; front {t4, t0, t2, t3}, ends t3 and t4
+    #     first: continues. t5 (n=6, keep 3): dominated by t0, stops.
+    # rung 2: t0 (n=1) continues. t2 (n=2, keep 1): front {t0, t2}, both ends, t0 came first:
+    #   stops. t3 (n=3, keep 2): 0.55 at the most flops, dominated by both: stops.
+    #   t4 (n=4, keep 2): 0.65 at the fewest flops dominates t0; front {t4, t2}: continues.
     stopped = {t.number: t.user_attrs.get(STOPPED_AT) for t in study.trials}
     search = [t for t in study.trials if t.user_attrs["phase"] == "search"]
     assert {t.number: stopped[t.number] for t in search} == {
         0: None,
         1: 1,
-        2: 1,
+        2: 2,
         3: 2,
         4: None,
         5: 1,
