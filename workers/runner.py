@@ -34,11 +34,12 @@ from search.cache import cache_key, device_type_for, resolve_settings, settings_
 from search.config import JobConfig
 from search.space import ArchSpec, max_stages
 from search.store import Store, retrying
-from search.study import open_study, trial_phase
+from search.study import STOPPED_AT, open_study, trial_phase
 from search.training import TrainConfig
 from workers.data import Dataset, load_job_data
 from workers.ray_session import tune_settings
 from workers.recorder import Recorder
+from workers.scheduler import HalvingScheduler, rungs_from_store
 from workers.searcher import ProgressFn, StopRequest, StudySearcher
 from workers.train import TrainResult, train
 
@@ -120,7 +121,14 @@ def run_job(
     study = retrying(open_study, storage=storage, name=study_name, config=config)
     trials = retrying(study.study.get_trials, deepcopy=False)
     met = (
-        sum(t.state == TrialState.COMPLETE and trial_phase(t) == "search" for t in trials)
+        sum(
+            trial_phase(t) == "search"
+            and (
+                t.state == TrialState.COMPLETE
+                or (t.state == TrialState.PRUNED and STOPPED_AT in t.user_attrs)
+            )
+            for t in trials
+        )
         >= config.trials
     )
     # with the search's budget met, a search trial a dead worker left running need not run
@@ -151,6 +159,22 @@ def run_job(
         weights_dir=weights_dir,
         keep_weights=config.keep_weights,
     )
+    scheduler = (
+        HalvingScheduler(
+            rungs=retrying(
+                rungs_from_store,
+                store,
+                job_id,
+                objectives=config.objectives,
+                min_epochs=config.min_epochs,
+                eta=config.eta,
+                epochs=config.train.epochs,
+            ),
+            objectives=config.objectives,
+        )
+        if config.early_stop == "mo-asha"
+        else None
+    )
     searcher = StudySearcher(
         study=study,
         config=config,
@@ -167,6 +191,7 @@ def run_job(
             seed=seed,
         ),
         on_progress=on_progress,
+        stopped=None if scheduler is None else scheduler.stopped,
     )
     if searcher.settle():
         # nothing to train: the cache served it all, or an earlier attempt did the work and
@@ -193,6 +218,7 @@ def run_job(
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
+                    scheduler=scheduler,
                     num_samples=-1,
                     max_concurrent_trials=config.concurrency,
                     reuse_actors=True,

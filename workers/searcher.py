@@ -7,14 +7,17 @@ draws after a restart. :class:`StudySearcher` drives the study by ask/tell itsel
 
 - a trial that raises or yields a non-finite objective is FAIL with its error, and the job goes on;
 - a trial stopped before its last epoch is PRUNED (partial metrics in user attributes), never
-  COMPLETE;
+  COMPLETE; one the early-stopping scheduler stopped (:mod:`workers.scheduler`, which files
+  its decisions where the searcher reads them) has ``stopped_at``, counts toward the search's
+  budget and is never enqueued again;
 - an architecture the space rejects is told FAIL before any training and uses no budget;
 - trials left RUNNING by a dead worker are failed and enqueued again with the same architecture,
   phase, replicate and seed (:meth:`search.study.JobStudy.recover`), and the sampler is seeded
   afresh on each attempt (:func:`search.study.open_study`) so it does not replay earlier draws.
 
 A job runs in phases (:mod:`search.design`): ``search`` asks the sampler until ``trials``
-search trials produced a result (failed and rejected ones are replaced); then ``confirm`` (more
+search trials were evaluated, complete or stopped early (failed and rejected ones are
+replaced); then ``confirm`` (more
 seeds for the front's members, when ``seeds`` > 1) and ``ablate`` (one-choice variants of the
 reference architectures, unless ``ablate`` is ``none``), each planned once it can be: its
 trials are enqueued in the same study with fixed params and their phase, replicate, seed and
@@ -53,13 +56,15 @@ from ray.tune.search import Searcher
 from search.config import JobConfig
 from search.cost import Cost, arch_cost
 from search.design import ablate_plan, confirm_plan, pick_references, replicate_seed
+from search.halving import known_costs
 from search.pareto import architecture_means, pareto_front
 from search.query import load_candidates
 from search.space import ArchSpec
 from search.store import OUTAGE, CachedResult, Store, db_errors, retrying
-from search.study import JobStudy, trial_phase
+from search.study import STOPPED_AT, JobStudy, trial_phase
 from search.vocabulary import Phase
 from workers.recorder import Recorder
+from workers.scheduler import Stopped
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,6 +142,8 @@ class _Live:
     reference: int | None
     seed: int
     key: str
+    costs: dict[str, float]  # the job's objectives known before training
+    epochs: int
     epochs_seen: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -149,6 +156,8 @@ class _Live:
             "replicate": self.replicate,
             "reference": self.reference,
             "cache_key": self.key,
+            "costs": self.costs,
+            "epochs": self.epochs,
         }
 
 
@@ -156,8 +165,8 @@ class StudySearcher(Searcher):
     """A Tune searcher that asks and tells a job's Optuna study, phase by phase.
 
     Each suggestion is ``{"arch", "seed", "trial_number", "phase", "replicate", "reference",
-    "cache_key"}``; a trial's results are expected to carry ``epoch`` per epoch and ``final``
-    (with the metrics) or ``error`` at the end.
+    "cache_key", "costs", "epochs"}``; a trial's results are expected to carry ``epoch`` per
+    epoch and ``final`` (with the metrics) or ``error`` at the end.
 
     Args:
         study: The job's study.
@@ -172,6 +181,8 @@ class StudySearcher(Searcher):
         cache_key: The cache key of training an architecture with a seed.
         on_progress: Called with ``(phase, done, total, failed)`` when a phase starts and after
             every finished trial; ``total`` is ``None`` until the phase is planned.
+        stopped: The early-stopping scheduler's decisions
+            (:attr:`workers.scheduler.HalvingScheduler.stopped`), which the searcher takes.
 
     Example:
         >>> searcher = StudySearcher(study=job_study, config=config, num_classes=10,
@@ -195,6 +206,7 @@ class StudySearcher(Searcher):
         recorder: Recorder,
         cache_key: KeyFn,
         on_progress: ProgressFn | None = None,
+        stopped: dict[str, Stopped] | None = None,
     ) -> None:
         super().__init__()
         self.job, self.study, self.config = study, study.study, config
@@ -211,8 +223,15 @@ class StudySearcher(Searcher):
         self.live: dict[str, _Live] = {}
         self.pending: list[_Live] = []  # waiting for a trial of the same key to end
         self.ready: list[_Live] = []  # to train, asked before Tune started (settle)
+        self.stopped: dict[str, Stopped] = {} if stopped is None else stopped
         self.done: dict[Phase, int] = dict.fromkeys(self.phases, 0)
-        for trial in retrying(self.study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,)):
+        self.pruned = 0  # search trials stopped early: evaluated, and in the budget
+        for trial in retrying(
+            self.study.get_trials, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        ):
+            if trial.state == TrialState.PRUNED:
+                self.pruned += STOPPED_AT in trial.user_attrs
+                continue
             phase = trial_phase(trial)
             self.done[phase] = self.done.get(phase, 0) + 1
         self.failures: dict[Phase, int] = dict.fromkeys(self.phases, 0)
@@ -240,6 +259,11 @@ class StudySearcher(Searcher):
         return sum(self.done.values())
 
     @property
+    def evaluated(self) -> int:
+        """Search trials that count toward the budget: complete or stopped early."""
+        return self.done["search"] + self.pruned
+
+    @property
     def failed(self) -> int:
         """Trials that failed in this run, in every phase."""
         return sum(self.failures.values())
@@ -248,10 +272,7 @@ class StudySearcher(Searcher):
     def exhausted(self) -> bool:
         """Whether so many search trials failed in this run, the search's budget unmet, that
         the job should give up."""
-        return (
-            self.done["search"] < self.config.trials
-            and self.failures["search"] >= self.max_failures
-        )
+        return self.evaluated < self.config.trials and self.failures["search"] >= self.max_failures
 
     @property
     def finished(self) -> bool:
@@ -282,7 +303,7 @@ class StudySearcher(Searcher):
             phase = self.phases[self._at]
             if phase == "search":
                 busy = sum(t.phase == "search" for t in self._asked())
-                if self.done["search"] + busy >= self.config.trials:
+                if self.evaluated + busy >= self.config.trials:
                     return None  # enough in flight; one may still fail and need replacing
                 handle = self.study
             elif self.waiting > 0:
@@ -330,7 +351,7 @@ class StudySearcher(Searcher):
         phase = self.phases[self._at]
         if self._asked():
             return False
-        if phase == "search" and self.done["search"] < self.config.trials:
+        if phase == "search" and self.evaluated < self.config.trials:
             return False
         if phase != "search" and self.waiting > 0:
             return False
@@ -527,6 +548,8 @@ class StudySearcher(Searcher):
             None if reference is None else int(reference),
             seed,
             key,
+            known_costs(self.config.objectives, cost._asdict()),
+            self.config.train.epochs,
         )
 
     def _serve(self, live: _Live, hit: CachedResult) -> None:
@@ -575,6 +598,7 @@ class StudySearcher(Searcher):
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         live = self.live.pop(trial_id, None)
+        stopped = self.stopped.pop(trial_id, None)
         if live is None:
             return
         if result:
@@ -582,6 +606,8 @@ class StudySearcher(Searcher):
         last = live.last
         if error or last.get("error"):
             self._fail(live, str(last.get("error") or "the trial process died"))
+        elif stopped is not None:
+            self._prune(live, stopped)
         elif not last.get("final"):
             self._interrupted(live)
         else:
@@ -611,6 +637,17 @@ class StudySearcher(Searcher):
         retrying(_set_attrs, live.trial, metrics)
         retrying(live.handle.tell, live.trial, values, skip_if_finished=True)
         self.done[live.phase] += 1
+
+    def _prune(self, live: _Live, stopped: Stopped) -> None:
+        """Tell Optuna PRUNED what early stopping stopped: evaluated, never on a front."""
+        attrs = {
+            STOPPED_AT: stopped.epoch,
+            "val_acc": stopped.val_acc,
+            "epochs_done": stopped.epoch,
+        }
+        retrying(_set_attrs, live.trial, attrs)
+        retrying(live.handle.tell, live.trial, state=TrialState.PRUNED, skip_if_finished=True)
+        self.pruned += 1
 
     def _fail(self, live: _Live, message: str) -> None:
         retrying(live.trial.set_user_attr, "error", message)
@@ -646,7 +683,8 @@ class StudySearcher(Searcher):
 
     def _progress(self, phase: Phase) -> None:
         if self.on_progress:
-            self.on_progress(phase, self.done[phase], self.totals[phase], self.failures[phase])
+            done = self.evaluated if phase == "search" else self.done[phase]
+            self.on_progress(phase, done, self.totals[phase], self.failures[phase])
 
 
 def _training(trial: FrozenTrial) -> tuple[str, int]:

@@ -14,13 +14,13 @@ import click
 
 from search.artifacts import KEEP_WEIGHTS
 from search.cli._common import stack
-from search.config import JobConfig
+from search.config import EARLY_STOP_EPOCHS, JobConfig
 from search.datasets import DATASETS, DEFAULT_DATASET
 from search.objectives import OBJECTIVES
 from search.space import SpaceConfig, load_toml
 from search.study import SAMPLERS
 from search.training import TrainConfig
-from search.vocabulary import ABLATE_MODES
+from search.vocabulary import ABLATE_MODES, EARLY_STOPS
 
 __all__ = [
     "RUN_DEFAULTS",
@@ -113,7 +113,8 @@ job_options = stack(
     click.option(
         "--trials",
         type=int,
-        help="Search candidates with a result (trained or cached); required for submit, "
+        help="Search candidates evaluated (trained, stopped early or cached); required for "
+        "submit, "
         f"run: {RUN_DEFAULTS['trials']}.",
     ),
     click.option("--epochs", type=int, help="Epochs per candidate; required for submit, run: 3."),
@@ -198,6 +199,27 @@ job_options = stack(
         default=None,
         help=f"Reuse the results of identical trainings of earlier jobs "
         f"(default {_default('cache')}).",
+    ),
+    click.option(
+        "--early-stop",
+        type=click.Choice(EARLY_STOPS),
+        help="Stop search candidates at epochs min_epochs*eta^k unless they rank in the best "
+        "1/eta on val_acc and the objectives known before training (mo-asha); stopped ones "
+        f"count toward --trials (default mo-asha from {EARLY_STOP_EPOCHS} epochs, else none).",
+    ),
+    click.option(
+        "--eta",
+        type=int,
+        metavar="N",
+        help=f"With --early-stop mo-asha, keep the best 1/N at each rung (default "
+        f"{_default('eta')}).",
+    ),
+    click.option(
+        "--min-epochs",
+        type=int,
+        metavar="N",
+        help=f"With --early-stop mo-asha, the first rung's epochs (default "
+        f"{_default('min_epochs')}).",
     ),
     click.option(
         "--val-fraction",
