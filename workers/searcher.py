@@ -461,11 +461,19 @@ class StudySearcher(Searcher):
             if any(other.key == live.key for other in self.live.values()):
                 continue
             self.pending.remove(live)
-            hit = retrying(self.store.find_cached, live.key)
+            hit = self._cached(live.key)
             if hit is None:
                 return live
             self._serve(live, hit)
         return None
+
+    def _cached(self, key: str) -> CachedResult | None:
+        """The cache's result for ``key``, unless it lacks ``latency_rel`` (recorded before
+        candidates had one) and the job optimises it."""
+        hit = retrying(self.store.find_cached, key)
+        if hit is not None and hit.latency_rel is None and "latency_rel" in self.config.objectives:
+            return None
+        return hit
 
     def _start(self, trial: optuna.Trial, handle: optuna.Study) -> _Live | None:
         """Prepare an asked trial: ``None`` when it needs no Tune trial now (rejected, served
@@ -483,7 +491,7 @@ class StudySearcher(Searcher):
         if any(other.key == live.key for other in self.live.values()):
             self.pending.append(live)
             return None
-        hit = retrying(self.store.find_cached, live.key)
+        hit = self._cached(live.key)
         if hit is None:
             return live
         self._serve(live, hit)
@@ -571,6 +579,7 @@ class StudySearcher(Searcher):
             "val_acc": hit.val_acc,
             "test_acc": hit.test_acc,
             "latency_ms": hit.latency_ms,
+            "latency_rel": hit.latency_rel,
             "train_s": hit.train_s,
             "device": hit.device,
             "epochs_done": hit.epochs_done,
