@@ -11,7 +11,7 @@ opened on beside it and goes through that, never through ``study._storage`` or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KEPT_ON_RETRY",
     "LOST",
+    "OOM_RETRY_OF",
     "RETRY_OF",
     "SAMPLERS",
     "STOPPED_AT",
@@ -52,9 +53,11 @@ SAMPLERS: dict[str, SamplerFactory] = {
 }
 
 RETRY_OF = "retry_of"  # user attribute of a trial enqueued again: the number it re-runs
+# the same, for a trial run again with a bigger GPU share after running out of GPU memory
+OOM_RETRY_OF = "oom_retry_of"
 # what a trial run again keeps of its original's user attributes: the same training, in the
-# same phase
-KEPT_ON_RETRY = ("phase", "replicate", "reference", "seed", "arch_hash")
+# same phase (and an out-of-memory re-run its raised share, and that it is one)
+KEPT_ON_RETRY = ("phase", "replicate", "reference", "seed", "arch_hash", OOM_RETRY_OF, "gpu_share")
 LOST = "worker lost while the trial ran"
 # user attribute of a search trial early stopping stopped (PRUNED): the epoch it stopped at
 STOPPED_AT = "stopped_at"
@@ -133,25 +136,33 @@ class JobStudy:
         if isinstance(sampler, optuna.samplers.NSGAIISampler):
             sampler.get_trial_generation(self.study, self.frozen_trial(trial.number))
 
-    def requeue(self, number: int, *, reason: str) -> None:
+    def requeue(
+        self,
+        number: int,
+        *,
+        reason: str,
+        marker: str = RETRY_OF,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         """Fail trial ``number`` with ``reason`` if still RUNNING; enqueue its architecture again.
 
         Reads the trial afresh, so a retry after a dropped connection neither fails it twice nor
-        enqueues it twice. The new trial carries ``retry_of`` and what the old trial had of
+        enqueues it twice. The new trial carries ``marker`` (``retry_of``, or
+        :data:`OOM_RETRY_OF`) set to ``number``, what the old trial had of
         :data:`KEPT_ON_RETRY` (its phase, replicate, reference, seed and architecture's hash;
-        a search trial killed before it was seeded has none).
+        a search trial killed before it was seeded has none) and ``extra``.
         """
         trials = self.study.get_trials(deepcopy=False)
         trial = trials[number]
         if trial.state == TrialState.RUNNING:
             self._fail(number, reason)
-        if all(t.user_attrs.get(RETRY_OF) != number for t in trials):
-            attrs: dict[str, Any] = {RETRY_OF: number}
-            attrs.update(
-                (key, trial.user_attrs[key])
+        if all(t.user_attrs.get(marker) != number for t in trials):
+            attrs: dict[str, Any] = {
+                key: trial.user_attrs[key]
                 for key in KEPT_ON_RETRY
                 if trial.user_attrs.get(key) is not None
-            )
+            }
+            attrs.update({**(extra or {}), marker: number})
             # an enqueued trial killed before it was sampled has its params only as fixed ones
             params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
             self.study.enqueue_trial(params, user_attrs=attrs)
