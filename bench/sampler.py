@@ -11,10 +11,11 @@ searches that propose it.
 
 The hypervolume's reference point is the same for every search: accuracy 0 and 1.1 × the
 largest FLOPs of any architecture of the space (:func:`search.pareto.hypervolume` with that as
-its scale), not each search's own largest cost. Printed per sampler: the mean, standard
-deviation, minimum and maximum hypervolume over the seeds, and how many proposals repeated an
-architecture the same search had already proposed; then each search's hypervolume; last,
-``sampler_hv_vs_random: X``, the default sampler's mean hypervolume over random search's.
+its scale), not each search's own largest cost. Printed per sampler (:func:`summarise`): the
+mean, standard deviation, minimum and maximum hypervolume over the seeds, how many proposals
+repeated an architecture the same search had already proposed, its mean hypervolume over
+random search's and that ratio's spread seed by seed; then each search's hypervolume; last,
+``sampler_hv_vs_random: X``, the default sampler's ratio.
 
     .venv/bin/python bench/sampler.py [--seeds 5] [--trials 16] [--epochs 3] [--quick]
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import time
 from collections import deque
@@ -115,6 +115,28 @@ def _search(
     return Search(config.sampler, config.seed, volume, repeats)
 
 
+def summarise(searches: list[Search]) -> pd.DataFrame:
+    """Per sampler: the mean, standard deviation, minimum and maximum hypervolume over the
+    seeds, the repeated proposals in all, the ratio of its mean hypervolume to random
+    search's (``vs_random``) and the standard deviation of that ratio seed by seed
+    (``ratio_std``: each seed's two searches train on the same split with the same seed)."""
+    frame = pd.DataFrame(searches)
+    by_seed = frame.pivot(index="seed", columns="sampler", values="hypervolume")
+    volumes = frame.groupby("sampler", sort=False)["hypervolume"]
+    table = pd.DataFrame(
+        {
+            "mean_hv": volumes.mean(),
+            "std": volumes.std(),
+            "min": volumes.min(),
+            "max": volumes.max(),
+            "repeats": frame.groupby("sampler", sort=False)["repeats"].sum(),
+        }
+    )
+    table["vs_random"] = table["mean_hv"] / table.loc["random", "mean_hv"]
+    table["ratio_std"] = by_seed.div(by_seed["random"], axis=0).std()
+    return table
+
+
 def _space_costs(config: JobConfig, num_classes: int) -> pd.DataFrame:
     """The costs of every architecture of the space: the fixed scale of the hypervolume."""
     shape = config.space.input_shape
@@ -151,28 +173,19 @@ def main() -> None:
         for name in SAMPLERS:
             searches.append(_search(_config(name, seed, args), dataset, memo, scale))
 
-    frame = pd.DataFrame(searches)
+    table = summarise(searches)
     print(
         f"digits, {args.trials} candidates, {args.epochs} epochs, widths {args.widths}, "
         f"seeds 0-{args.seeds - 1}; reference: val_acc 0, 1.1 x the space's largest costs"
     )
-    print(f"{'sampler':>8}  {'mean hv':>8}  {'std':>7}  {'min':>7}  {'max':>7}  repeats")
-    means = {}
-    for name, group in frame.groupby("sampler", sort=False):
-        volumes = group["hypervolume"].tolist()
-        means[name] = statistics.mean(volumes)
-        spread = statistics.stdev(volumes) if len(volumes) > 1 else 0.0
-        print(
-            f"{name:>8}  {means[name]:>8.4f}  {spread:>7.4f}  {min(volumes):>7.4f}  "
-            f"{max(volumes):>7.4f}  {int(group['repeats'].sum())}"
-        )
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     for search in searches:
         print(
             f"{search.sampler} seed {search.seed}: hv {search.hypervolume:.4f}, "
             f"repeats {search.repeats}"
         )
     print(f"wall_s: {time.perf_counter() - start:.1f}")
-    print(f"sampler_hv_vs_random: {means[DEFAULT] / means['random']:.3f}")
+    print(f"sampler_hv_vs_random: {table.loc[DEFAULT, 'vs_random']:.3f}")
 
 
 if __name__ == "__main__":
