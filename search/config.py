@@ -115,7 +115,7 @@ class JobConfig:
     space: SpaceConfig
     data_dir: str | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    sampler: str = "nsga2"
+    sampler: str = "tpe"
     seed: int = 0
     priority: int = 0
     cpus_per_trial: float = 1.0

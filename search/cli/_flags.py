@@ -18,7 +18,7 @@ from search.config import EARLY_STOP_EPOCHS, JobConfig
 from search.datasets import DATASETS, DEFAULT_DATASET
 from search.objectives import OBJECTIVES
 from search.space import SpaceConfig, load_toml
-from search.study import SAMPLERS
+from search.study import SAMPLER_HELP, SAMPLERS
 from search.training import TrainConfig
 from search.vocabulary import ABLATE_MODES, EARLY_STOPS
 
@@ -123,7 +123,9 @@ job_options = stack(
         help=f"Comma-separated, of {', '.join(OBJECTIVES)} (default {_default('objectives')}).",
     ),
     click.option(
-        "--sampler", help=f"One of {', '.join(SAMPLERS)} (default {_default('sampler')})."
+        "--sampler",
+        help="; ".join(f"{name}: {SAMPLER_HELP[name]}" for name in SAMPLERS)
+        + f" (default {_default('sampler')}).",
     ),
     click.option(
         "--seed", type=int, help=f"Sampler and training seed (default {_default('seed')})."

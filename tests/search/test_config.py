@@ -23,7 +23,7 @@ def test_defaults_and_exact_round_trip_through_json() -> None:
     assert (cfg.dataset, cfg.name, cfg.sampler, cfg.objectives) == (
         "mnist5k",
         "mnist5k",
-        "nsga2",
+        "tpe",
         ("val_acc", "flops"),
     )
     assert (cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.concurrency, cfg.max_attempts) == (
