@@ -124,5 +124,6 @@ def main() -> None:
     print(f"overhead_ratio ({2 * n} trials): {two.wall_s / (two.trial_s / c):.3f}")
     print(f"overhead_per_trial_s: {per_trial:.3f}")
 
+
 if __name__ == "__main__":
     main()
