@@ -747,5 +747,9 @@ def _trainings(n: int) -> str:
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    # each attribute is a transaction of its own: one the trial holds already (a planned or
+    # re-run trial's phase, replicate, seed) is not written again
+    held = trial.user_attrs
     for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+        if key not in held or type(held[key]) is not type(value) or held[key] != value:
+            trial.set_user_attr(key, value)
