@@ -55,7 +55,9 @@ RETRY_OF = "retry_of"  # user attribute of a trial enqueued again: the number it
 # same phase
 KEPT_ON_RETRY = ("phase", "replicate", "reference", "seed", "arch_hash")
 LOST = "worker lost while the trial ran"
-_CANCELLED = "job cancelled"  # a poolstride trial ends PRUNED only when its job is cancelled
+# a poolstride trial ends PRUNED when early stopping stops it (user attribute ``stopped_at``)
+# or when its job is cancelled
+_CANCELLED = "job cancelled"
 
 
 def make_sampler(
@@ -285,18 +287,22 @@ def record_trial_end(
             val_acc=attrs["val_acc"],
             test_acc=attrs.get("test_acc"),
             latency_ms=attrs.get("latency_ms"),
+            latency_rel=attrs.get("latency_rel"),
             train_s=attrs.get("train_s"),
             device=attrs.get("device"),
             epochs_done=attrs.get("epochs_done", epochs_done),
             cache_key=attrs.get("cache_key"),
         )
     elif trial.state == TrialState.PRUNED:
+        stopped_at = attrs.get("stopped_at")
         store.finish_candidate(
             candidate_id=candidate_id,
             state="pruned",
             val_acc=attrs.get("val_acc"),
             epochs_done=attrs.get("epochs_done", epochs_done),
-            error=_CANCELLED,
+            # early stopping prunes with the epoch it stopped at; a cancel without one
+            error=_CANCELLED if stopped_at is None else None,
+            stopped_at=stopped_at,
         )
     elif trial.state == TrialState.FAIL:
         store.finish_candidate(

@@ -71,6 +71,7 @@ Metric = Literal[
     "train_s",
     "activation_bytes",
     "receptive_field",
+    "latency_rel",
 ]
 
 DOWNSAMPLES: tuple[Downsample, ...] = get_args(Downsample)

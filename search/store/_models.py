@@ -213,6 +213,12 @@ class Candidate(Base):
     cached_from: Mapped[int | None] = mapped_column(ForeignKey("ps_candidates.id"))
     # search.cache.cache_key of what was trained: architecture, data, settings and seed
     cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    # latency_ms over the fixed reference network's on the same device: comparable across GPUs
+    latency_rel: Mapped[float | None] = mapped_column(Float)
+    # the share of a GPU the trial ran with (NULL on the CPU)
+    gpu_share: Mapped[float | None] = mapped_column(Float)
+    # a candidate early stopping stopped (state pruned): the epoch it stopped at
+    stopped_at: Mapped[int | None] = mapped_column(Integer)
 
 
 class Stage(Base):

@@ -13,8 +13,10 @@ several filters mean AND. Keys are
   ``sN.depth`` (``N`` from 1), answered from the indexed ``ps_stages`` table;
 - the candidate columns ``trial`` (the Optuna trial number), ``state``, ``phase``,
   ``val_acc``, ``test_acc``, ``flops``, ``params``, ``activation_bytes``,
-  ``receptive_field``, ``latency_ms``, ``train_s``, ``epochs_done``, ``replicate``, ``seed``,
-  ``reference`` and ``cached_from`` (``cached_from>0``: the results the cache served).
+  ``receptive_field``, ``latency_ms``, ``train_s``, ``latency_rel``, ``epochs_done``,
+  ``replicate``, ``seed``, ``reference``, ``cached_from`` (``cached_from>0``: the results the
+  cache served), ``gpu_share`` and ``stopped_at`` (``stopped_at>0``: the candidates early
+  stopping stopped).
 
 Filters are parsed into :class:`Condition` objects whose values are checked against the key
 (a number for numeric keys, within the column's range for integer ones, one of the allowed
@@ -77,8 +79,10 @@ OPERATORS: tuple[Operator, ...] = ("=", "!=", "<", "<=", ">", ">=")
 _CANDIDATE_COLUMNS = Base.metadata.tables[Candidate.__tablename__].columns
 
 # which training of an architecture a candidate is: its replicate and seed, the reference
-# trial an ablation varies, the candidate a cached result was copied from
-_RUN_COLUMNS = ("replicate", "seed", "reference", "cached_from")
+# trial an ablation varies,
+# the candidate a cached result was copied from, the GPU share it ran with, the epoch early
+# stopping stopped it at
+_RUN_COLUMNS = ("replicate", "seed", "reference", "cached_from", "gpu_share", "stopped_at")
 # filter/sort key -> ps_candidates column: trial, state and phase, then every metric and
 # epochs_done in the table's column order (the order the unknown-key message lists them in),
 # then the run columns
@@ -106,7 +110,11 @@ _STAGE_KEY = re.compile(r"s([1-9][0-9]*)\.(\w+)")
 _NULLABLE_METRICS = tuple(m for m in METRICS if _CANDIDATE_COLUMNS[m].nullable)
 _INT_STAGE_KEYS = ("kernel", "width", "depth")
 # the integer columns that are NULL where they do not apply (a search row has no reference)
-_NULLABLE_INTEGERS = tuple(c for c in _RUN_COLUMNS if _CANDIDATE_COLUMNS[c].nullable)
+_NULLABLE_INTEGERS = tuple(
+    c
+    for c in _RUN_COLUMNS
+    if _CANDIDATE_COLUMNS[c].nullable and _CANDIDATE_COLUMNS[c].type.python_type is int
+)
 _EXTRA_COLUMNS = ("candidate_id", "arch_hash", "epochs_done")
 
 
@@ -201,13 +209,14 @@ def stage_columns(n_stages: int) -> list[str]:
 def output_columns(n_stages: int) -> list[str]:
     """The columns of a candidate row: trial, state, stage parameters, metrics and costs,
     then which training it is (phase, replicate, seed, the reference an ablation varies, the
-    candidate a cached result came from).
+    candidate a cached result came from, the GPU share it ran with, the epoch early stopping
+    stopped it at).
 
     Example:
         >>> output_columns(1)[:3]
         ['trial', 'state', 's1.downsample']
-        >>> output_columns(1)[-5:]
-        ['phase', 'replicate', 'seed', 'reference', 'cached_from']
+        >>> output_columns(1)[-7:]
+        ['phase', 'replicate', 'seed', 'reference', 'cached_from', 'gpu_share', 'stopped_at']
     """
     return ["trial", "state", *stage_columns(n_stages), *METRICS, "phase", *_RUN_COLUMNS]
 
@@ -241,7 +250,8 @@ def load_candidates(
     Returns:
         One row per candidate. Stage columns hold strings (``downsample``, ``skip``) and
         integers; metrics not measured (a failed candidate's ``val_acc``) are NaN, and so are
-        ``reference`` and ``cached_from`` where they do not apply (the column is then float).
+        ``reference``, ``cached_from``, ``gpu_share`` and ``stopped_at`` where they do not
+        apply.
 
     Raises:
         ValueError: a malformed filter or sort key, a stage the job does not have, a negative

@@ -520,6 +520,7 @@ class Store:
         reference: int | None = None,
         cache_key: str | None = None,
         cached_from: int | None = None,
+        gpu_share: float | None = None,
     ) -> int:
         """Record that a trial started training ``arch``; returns the candidate id.
 
@@ -528,7 +529,8 @@ class Store:
 
         ``phase``, ``replicate`` and ``reference`` say which of the job's phases asked for the
         trial, which seed of the architecture it is and (ablate) whose trial it varies;
-        ``cache_key`` is :func:`search.cache.cache_key` of the training. With ``cached_from``
+        ``cache_key`` is :func:`search.cache.cache_key` of the training; ``gpu_share`` the
+        share of a GPU the trial was given (``None`` on the CPU). With ``cached_from``
         (a :meth:`find_cached` hit) nothing trains: the source's learning curve is copied to
         this candidate in the same transaction, and :meth:`finish_candidate` records its
         values.
@@ -581,6 +583,9 @@ class Store:
                 "reference": reference,
                 "cache_key": cache_key,
                 "cached_from": cached_from,
+                "latency_rel": None,
+                "gpu_share": gpu_share,
+                "stopped_at": None,
             }
             upsert = _insert_for(s)(Candidate).values(**values)
             upsert = upsert.on_conflict_do_update(
@@ -660,12 +665,16 @@ class Store:
         error: str | None = None,
         epochs_done: int | None = None,
         cache_key: str | None = None,
+        latency_rel: float | None = None,
+        stopped_at: int | None = None,
     ) -> None:
         """End a candidate as ``complete``, ``pruned`` or ``failed`` with its final metrics.
 
         A metric left ``None`` keeps its stored value (``val_acc`` that of the latest epoch);
         so does ``cache_key``, which a training that ran on another device type than planned
-        replaces with the key of what ran.
+        replaces with the key of what ran. ``stopped_at`` (state ``pruned`` only) is the epoch
+        at which early stopping stopped the candidate: such a candidate counts toward its
+        job's search budget.
 
         Raises:
             LookupError: no candidate has that id.
@@ -676,9 +685,12 @@ class Store:
         """
         if state not in FINAL_CANDIDATE_STATES:
             raise ValueError(f"state {state!r} is not one of {', '.join(FINAL_CANDIDATE_STATES)}")
+        if stopped_at is not None and state != "pruned":
+            raise ValueError(f"stopped_at {stopped_at} is for pruned candidates, not {state}")
         with self.session(write=True) as s:
             candidate = _candidate(s, candidate_id)
             candidate.state, candidate.error = state, error
+            candidate.stopped_at = stopped_at
             candidate.finished_at = db_now(s)
             for key, value in (
                 ("val_acc", val_acc),
@@ -688,6 +700,7 @@ class Store:
                 ("device", device),
                 ("epochs_done", epochs_done),
                 ("cache_key", cache_key),
+                ("latency_rel", latency_rel),
             ):
                 if value is not None:
                     setattr(candidate, key, value)
@@ -733,6 +746,7 @@ class Store:
                 Candidate.train_s,
                 Candidate.device,
                 Candidate.epochs_done,
+                Candidate.latency_rel,
             )
             .where(
                 Candidate.cache_key == cache_key,
@@ -883,21 +897,26 @@ class _Counts:
     failed: dict[str, int] = field(default_factory=dict)
     trained: int = 0
     cached: int = 0
+    stopped: int = 0
 
 
 def _counts(s: Session, job_ids: list[int] | None) -> dict[int, _Counts]:
     """The candidate counts of the given jobs (every job's with ``None``), in one query."""
     cached = case((Candidate.cached_from.is_(None), 0), else_=1)
+    stopped = case((Candidate.stopped_at.is_(None), 0), else_=1)
     query = select(
-        Candidate.job_id, Candidate.phase, Candidate.state, cached, func.count()
-    ).group_by(Candidate.job_id, Candidate.phase, Candidate.state, cached)
+        Candidate.job_id, Candidate.phase, Candidate.state, cached, stopped, func.count()
+    ).group_by(Candidate.job_id, Candidate.phase, Candidate.state, cached, stopped)
     if job_ids is not None:
         query = query.where(Candidate.job_id.in_(job_ids))
     out: dict[int, _Counts] = {}
-    for job_id, phase, state, from_cache, n in s.execute(query):
+    for job_id, phase, state, from_cache, early, n in s.execute(query):
         counts = out.setdefault(job_id, _Counts())
-        if state == "complete":
+        # a candidate early stopping stopped was evaluated: it uses its share of the budget
+        if state == "complete" or (state == "pruned" and early):
             counts.done[phase] = counts.done.get(phase, 0) + n
+        if state == "pruned" and early:
+            counts.stopped += n
         elif state == "failed":
             counts.failed[phase] = counts.failed.get(phase, 0) + n
         if from_cache and state == "complete":
@@ -981,6 +1000,7 @@ def _info(job: Job, counts: _Counts) -> JobInfo:
         ),
         trained=counts.trained,
         cached=counts.cached,
+        stopped=counts.stopped,
         phases=_phases(job, config, plan or {}, counts),
         plan=plan,
     )

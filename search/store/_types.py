@@ -55,9 +55,10 @@ class JobInfo:
     """A job as the queue sees it, with its progress.
 
     ``study_name`` is the Optuna study's name (``study`` in :meth:`to_dict`); ``trials_done``
-    counts the complete candidates of the search phase (``config.trials`` of them end it).
-    ``trained`` counts the candidates that trained (complete or pruned, not served by the
-    cache), ``cached`` the complete ones the cache served; ``phases`` holds one
+    counts the search phase's candidates evaluated: complete, or pruned by early stopping
+    (``config.trials`` of them end it). ``trained`` counts the candidates that trained
+    (complete or pruned, not served by the cache), ``cached`` the complete ones the cache
+    served, ``stopped`` those early stopping stopped; ``phases`` holds one
     :class:`PhaseProgress` per phase the job has (search; confirm with more than one seed;
     ablate unless ``ablate`` is ``"none"``), ``plan`` what the worker planned for each phase
     after search (:meth:`~search.store.Store.record_plan`), ``None`` until it planned one.
@@ -84,6 +85,7 @@ class JobInfo:
     dataset_facts: DatasetFacts | None = None
     trained: int = 0
     cached: int = 0
+    stopped: int = 0
     phases: tuple[PhaseProgress, ...] = ()
     plan: dict[str, Any] | None = None
 
@@ -172,6 +174,9 @@ class CandidateInfo:
     reference: int | None
     cached_from: int | None
     cache_key: str | None
+    latency_rel: float | None
+    gpu_share: float | None
+    stopped_at: int | None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(self).items()}
@@ -197,3 +202,4 @@ class CachedResult:
     train_s: float | None
     device: str | None
     epochs_done: int
+    latency_rel: float | None = None

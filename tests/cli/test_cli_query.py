@@ -22,7 +22,8 @@ from search.vocabulary import FinalStatus, Phase
 KEYS = (
     "unknown key 'nokey' (expected sN.downsample, sN.kernel, sN.skip, sN.width, sN.depth or one "
     "of trial, state, phase, val_acc, test_acc, flops, params, activation_bytes, "
-    "receptive_field, latency_ms, train_s, epochs_done, replicate, seed, reference, cached_from)"
+    "receptive_field, latency_ms, train_s, epochs_done, latency_rel, replicate, seed, reference, "
+    "cached_from, gpu_share, stopped_at)"
 )
 GRAMMAR = "expected KEY=VALUE, KEY!=VALUE, KEY<N, KEY<=N, KEY>N or KEY>=N"
 TRIALS_HEADER = (

@@ -114,6 +114,22 @@ def test_finish_and_trials_done_count_complete_candidates_once(store: Store) -> 
         store.finish_candidate(candidate_id=a, state="running")
 
 
+def test_early_stopped_candidates_use_the_budget_and_cancelled_ones_do_not(store: Store) -> None:
+    job = _job(store)
+    done, stopped, cancelled = (_start(store, job, n, ARCH) for n in range(3))
+    store.finish_candidate(candidate_id=done, state="complete", val_acc=0.9, epochs_done=2)
+    store.finish_candidate(candidate_id=stopped, state="pruned", val_acc=0.5, stopped_at=1)
+    store.finish_candidate(candidate_id=cancelled, state="pruned", error="job cancelled")
+    info = store.get_job(job)
+    assert (info.trials_done, info.stopped, info.phases[0].done) == (2, 1, 2)
+    assert store.list_jobs()[0].trials_done == 2
+    rows = {c.id: c for c in store.list_candidates(job)}
+    assert (rows[stopped].stopped_at, rows[cancelled].stopped_at) == (1, None)
+    assert load_candidates(store, job, where=["stopped_at>0"])["trial"].tolist() == [1]
+    with pytest.raises(ValueError, match="stopped_at 1 is for pruned candidates"):
+        store.finish_candidate(candidate_id=done, state="complete", stopped_at=1)
+
+
 def test_reads_as_frames_and_per_stage_sql(store: Store) -> None:
     job = _job(store)
     a = _start(store, job, 0, ARCH)
@@ -151,11 +167,14 @@ def test_every_metric_is_a_filter_key_on_its_own_column() -> None:
         "latency_ms",
         "train_s",
         "epochs_done",
+        "latency_rel",
         "replicate",
         "seed",
         "reference",
         "cached_from",
+        "gpu_share",
+        "stopped_at",
     ]
-    run_keys = {"phase", "replicate", "seed", "reference", "cached_from"}
+    run_keys = {"phase", "replicate", "seed", "reference", "cached_from", "gpu_share", "stopped_at"}
     assert set(CANDIDATE_KEYS) == {"trial", "state", "epochs_done", *METRICS, *run_keys}
     assert all(CANDIDATE_KEYS[m] == m for m in METRICS)

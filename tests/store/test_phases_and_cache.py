@@ -242,14 +242,14 @@ def test_the_frames_carry_phase_replicate_seed_and_cache_source(store: Store) ->
     _trial(store, job, 1, phase="confirm", replicate=1, seed=6)
     _trial(store, job, 2, phase="ablate", replicate=1, seed=6, reference=0, cached_from=source)
     frame = load_candidates(store, job)
-    run = ["phase", "replicate", "seed", "reference", "cached_from"]
+    run = ["phase", "replicate", "seed", "reference", "cached_from", "gpu_share", "stopped_at"]
     columns = list(frame.columns)
-    assert columns[columns.index("receptive_field") + 1 : columns.index("arch_hash")] == run
+    assert columns[columns.index("latency_rel") + 1 : columns.index("arch_hash")] == run
     records = [list(r.values()) for r in to_records(frame[["trial", *run]])]
     assert records == [
-        [0, "search", 0, 5, None, None],
-        [1, "confirm", 1, 6, None, None],
-        [2, "ablate", 1, 6, 0, source],
+        [0, "search", 0, 5, None, None, None, None],
+        [1, "confirm", 1, 6, None, None, None, None],
+        [2, "ablate", 1, 6, 0, source, None, None],
     ]
 
     def trials(*where: str) -> list[int]:

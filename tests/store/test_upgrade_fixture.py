@@ -84,11 +84,20 @@ def test_upgrade_keeps_every_row(old_url: str, row_counts: Callable[[str], dict[
     assert {t: row_counts(old_url)[t] for t in before_counts} == before_counts  # Optuna's too
     after = _dump(path)
     added = {t: [c for c in after[t].columns if c not in before[t].columns] for t in PS_TABLES}
-    # 0002's, 0003's and 0004's columns; a later migration that adds one to a table extends this
+    # 0002's to 0005's columns; a later migration that adds one to a table extends this
     assert {t: columns for t, columns in added.items() if columns} == {
         "ps_jobs": ["dataset_facts", "plan"],
         "ps_workers": ["lease_seconds"],
-        "ps_candidates": ["phase", "cached_from", "replicate", "reference", "cache_key"],
+        "ps_candidates": [
+            "phase",
+            "cached_from",
+            "replicate",
+            "reference",
+            "cache_key",
+            "latency_rel",
+            "gpu_share",
+            "stopped_at",
+        ],
     }
     # every row, every value, as it was, the new columns NULL in them but for those with a
     # default: every candidate before 0004 was the search phase's first seed
