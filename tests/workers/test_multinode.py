@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,3 +165,22 @@ def test_trials_spread_over_nodes_and_a_killed_node_costs_no_budget(cluster, pg_
             lost += len(failed)
     assert ran_on == {head, killed}
     assert lost, "the node died with no trial running on it"
+
+
+def test_a_worker_told_a_dead_address_stops_at_once_and_fails_no_job(pg_url):
+    job = _json(_poolstride("submit", *JOB, "--json", "--db", pg_url))
+    with socket.socket() as probe:  # a port nothing listens at
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    done = subprocess.run(
+        [*POOLSTRIDE, "worker", "--once", "--ray-address", address, "--db", pg_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(
+        f"poolstride: error: no Ray cluster answers at {address}"
+    )
+    status = _json(_poolstride("status", str(job["id"]), "--json", "--db", pg_url))
+    assert status["status"] == "queued" and status["attempts"] == 0
