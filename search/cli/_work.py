@@ -43,7 +43,8 @@ _worker_options = stack(
     click.option(
         "--ray-address",
         metavar="ADDR",
-        help="Join this Ray cluster (default: start a private local instance).",
+        help="Join the Ray cluster whose head listens at ADDR (HOST:PORT), with the auth setting "
+        "of $RAY_AUTH_MODE and $RAY_AUTH_TOKEN (default: start a private local instance).",
     ),
     click.option(
         "--lease-s",
