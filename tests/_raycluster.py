@@ -60,7 +60,7 @@ _PORT_FLAGS = (
 )
 _RAY = str(Path(sys.executable).with_name("ray"))
 # asks the GCS (no driver: ray.init would register a job) until COUNT nodes are alive, and
-# prints their ids
+# prints their ids, the head's first
 _PROBE = """
 import sys, time
 from ray._raylet import GcsClient
@@ -70,7 +70,11 @@ alive = None
 while time.monotonic() < deadline:
     try:
         nodes = GcsClient(address=address).get_all_node_info(timeout=5)
-        alive = [key.hex() for key, node in nodes.items() if node.state == 0]  # ALIVE
+        alive = [  # ALIVE, the head first
+            key.hex()
+            for key, node in sorted(nodes.items(), key=lambda item: not item[1].is_head_node)
+            if node.state == 0
+        ]
     except Exception as exc:
         alive = repr(exc)
     if isinstance(alive, list) and len(alive) == count:
@@ -133,11 +137,11 @@ class RayCluster:
             os.killpg(node.process.pid, signal.SIGKILL)
         node.process.wait(timeout=10)
 
-    def wait_alive(self, count: int, *, timeout_s: float) -> set[str]:
+    def wait_alive(self, count: int, *, timeout_s: float) -> list[str]:
         """Wait until the GCS counts exactly ``count`` nodes alive (``RuntimeError`` if not
         within ``timeout_s``); their node ids (as ``ray.get_runtime_context().get_node_id()``
-        gives them). One probe process asks every 0.2 s: importing Ray alone takes a loaded
-        machine 2 s."""
+        gives them), the head's first. One probe process asks every 0.2 s: importing Ray
+        alone takes a loaded machine 2 s."""
         try:
             done = subprocess.run(
                 [sys.executable, "-c", _PROBE, self.address, str(count), str(timeout_s)],
@@ -153,7 +157,7 @@ class RayCluster:
                 f"{count} alive nodes expected at {self.address}: {done.stdout.strip()}"
                 f"{done.stderr[-1500:]}\n{self.logs()}"
             )
-        return set(done.stdout.split())
+        return done.stdout.split()
 
     def logs(self) -> str:
         """The tail of every node's ``ray start`` output, for a failure's message."""

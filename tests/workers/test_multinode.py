@@ -23,7 +23,7 @@ from search.store import Store, optuna_storage
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 POOLSTRIDE = [sys.executable, "-m", "search.cli"]
-TRIALS = 12
+TRIALS = 8
 JOB = [
     "--dataset",
     "digits",
@@ -43,7 +43,7 @@ JOB = [
     "random",
     "--trials",
     str(TRIALS),
-    # two jobs of two 1-CPU trials at once on two 2-CPU nodes: the trials need both
+    # two jobs of two trials at once: the head runs one, the node the other three
     "--concurrency",
     "2",
     "--cpus-per-trial",
@@ -55,8 +55,8 @@ JOB = [
 
 @pytest.fixture
 def cluster() -> Iterator[tuple[RayCluster, RayNode]]:
-    # 1 declared GPU each: logical, the trials train on the CPU
-    nodes, (_, node) = RayCluster.create([(2, 1), (2, 1)])
+    # the GPUs are logical (the trials train on the CPU): room for two trials per declared GPU
+    nodes, (_, node) = RayCluster.create([(1, 1), (3, 2)])
     try:
         yield nodes, node
     finally:
@@ -87,7 +87,7 @@ def test_trials_spread_over_nodes_and_a_killed_node_costs_no_budget(cluster, pg_
     # both at once, while the cluster comes up
     submits = [_poolstride("submit", *JOB, "--json", "--db", pg_url) for _ in range(2)]
     jobs = [_json(p) for p in submits]
-    both = nodes.wait_alive(2, timeout_s=90)
+    head, other = nodes.wait_alive(2, timeout_s=90)
     storage = optuna_storage(pg_url)
     worker = [*POOLSTRIDE, "worker", "--once", "--ray-address", nodes.address, "--db", pg_url]
     workers: list[tuple[subprocess.Popen[bytes], Path]] = []
@@ -110,23 +110,24 @@ def test_trials_spread_over_nodes_and_a_killed_node_costs_no_budget(cluster, pg_
             workers.append((process, log))
 
         deadline = time.monotonic() + 150
-        while True:  # until trials ran on both nodes
+        while True:  # until a trial ran on the node: the others then run there too
             ran = [
                 t.user_attrs.get("ray_node")
                 for job in jobs
                 for t in _trials(storage, job["study"])
                 if t.state == TrialState.COMPLETE
             ]
-            if set(ran) == both:
+            if other in ran:
                 break
-            assert all(p.poll() is None for p, _ in workers), logs()
-            assert time.monotonic() < deadline, f"trials ran on {set(ran)} only\n{logs()}"
+            # a worker may be done with its job; one must still be at work
+            assert any(p.poll() is None for p, _ in workers), logs()
+            assert all(p.poll() in (None, 0) for p, _ in workers), logs()
+            assert time.monotonic() < deadline, f"no trial ran on the node\n{logs()}"
             time.sleep(0.5)
         assert len(ran) < 2 * TRIALS, "the jobs ended before the node could be killed"
 
         nodes.kill(node)
-        (head,) = nodes.wait_alive(1, timeout_s=30)
-        (killed,) = both - {head}
+        assert nodes.wait_alive(1, timeout_s=30) == [head]
 
         for process, _ in workers:
             try:
@@ -163,7 +164,7 @@ def test_trials_spread_over_nodes_and_a_killed_node_costs_no_budget(cluster, pg_
                 after = [t for t in complete if t.datetime_start > dead]
                 assert after and {t.user_attrs["ray_node"] for t in after} == {head}
             lost += len(failed)
-    assert ran_on == {head, killed}
+    assert ran_on == {head, other}
     assert lost, "the node died with no trial running on it"
 
 
