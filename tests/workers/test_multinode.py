@@ -41,6 +41,8 @@ JOB = [
     "none",
     "--sampler",
     "random",
+    # every candidate trains somewhere: a cache hit runs on no node
+    "--no-cache",
     "--trials",
     str(TRIALS),
     # two jobs of two trials at once: the head runs one, the node the other three
