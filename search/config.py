@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from search._checks import INT32, SEEDS, Bounds, boolean, integer, number
 from search.artifacts import KEEP_WEIGHTS, KeepWeights
@@ -21,9 +21,17 @@ from search.objectives import DEFAULT_OBJECTIVES, validate_objectives
 from search.space import COMMON_KEYS, SpaceConfig, parse_input_shape
 from search.study import SAMPLERS
 from search.training import TrainConfig
-from search.vocabulary import ABLATE_MODES, AblateMode
+from search.vocabulary import ABLATE_MODES, EARLY_STOPS, AblateMode, EarlyStop
 
-__all__ = ["LIMITS", "MAX_REFERENCES", "MAX_SEEDS", "NAME_LENGTH", "TEST_FRACTION", "JobConfig"]
+__all__ = [
+    "EARLY_STOP_EPOCHS",
+    "LIMITS",
+    "MAX_REFERENCES",
+    "MAX_SEEDS",
+    "NAME_LENGTH",
+    "TEST_FRACTION",
+    "JobConfig",
+]
 
 # the TrainConfig fields a job sets, flat among the job keys; the rest keep their defaults
 _TRAIN_KEYS = ("epochs", "batch_size", "lr", "label_smoothing", "augment")
@@ -40,6 +48,9 @@ LIMITS: dict[str, Bounds] = {
     "priority": INT32,
     "seed": SEEDS,
 }
+# the fewest epochs at which a job stops its search candidates early unless told otherwise:
+# below 4 the first rung (1 epoch of 3 at eta 3) says too little about the last
+EARLY_STOP_EPOCHS = 4
 # ps_jobs.name is a String(200)
 NAME_LENGTH = 200
 # replicates per architecture, and references an ablation is repeated around: beyond these a
@@ -72,7 +83,15 @@ class JobConfig:
     (``"best"`` in the mapping forms) takes the ``references`` front members with the best mean
     ``val_acc``, a trial number that trial's architecture. ``cache`` looks results up in the
     results of earlier jobs; ``val_fraction`` is the share of each class held out for
-    validation where the dataset has no split of its own.
+    validation where the dataset has no split of its own. ``gpus_per_trial`` ``"auto"`` gives
+    each trial the share of a GPU its memory estimate needs (:mod:`search.memory`), of GPUs of
+    ``gpu_memory`` GiB (``None``: detected, :func:`workers.runner.device_memory`); where no
+    GPU is found it means 0.
+
+    ``early_stop`` ``"mo-asha"`` stops search candidates at their rungs (``min_epochs *
+    eta**k`` epochs) unless they rank in the best ``1/eta`` (:mod:`search.halving`); left out
+    of the mapping it is ``"mo-asha"`` from :data:`EARLY_STOP_EPOCHS` epochs on, else
+    ``"none"``, and the config holds the value resolved.
 
     Example:
         >>> cfg = JobConfig.from_mapping({"dataset": "digits", "trials": 4},
@@ -85,6 +104,8 @@ class JobConfig:
         (1, 'none', 'best')
         >>> JobConfig.from_dict(cfg.to_dict()) == cfg
         True
+        >>> cfg.early_stop, JobConfig.from_mapping({"trials": 4, "epochs": 9}).early_stop
+        ('none', 'mo-asha')
     """
 
     name: str
@@ -94,11 +115,12 @@ class JobConfig:
     space: SpaceConfig
     data_dir: str | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    sampler: str = "nsga2"
+    sampler: str = "tpe"
     seed: int = 0
     priority: int = 0
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | Literal["auto"] = 0.0
+    gpu_memory: float | None = None
     concurrency: int = 2
     max_attempts: int = 3
     keep_weights: KeepWeights = "front"
@@ -108,6 +130,9 @@ class JobConfig:
     references: int = 1
     cache: bool = True
     val_fraction: float = 0.1
+    early_stop: EarlyStop = "none"
+    eta: int = 3
+    min_epochs: int = 1
 
     @classmethod
     def from_mapping(
@@ -150,7 +175,8 @@ class JobConfig:
             >>> JobConfig.from_dict({**cfg.to_dict(), "seed": -1}).seed
             -1
         """
-        return cls._build(data, None)
+        # a row written before early stopping existed ran its candidates to the end
+        return cls._build({"early_stop": "none", **data}, None)
 
     @classmethod
     def _build(cls, data: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> JobConfig:
@@ -195,6 +221,10 @@ class JobConfig:
             objectives = [o.strip() for o in objectives.split(",") if o.strip()]
         if not isinstance(objectives, list | tuple):
             raise ValueError(f"objectives {objectives!r} must be a list of names")
+        given = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+        early_stop, eta, min_epochs = _early_stop(
+            given.get("early_stop"), merged["eta"], merged["min_epochs"], merged["epochs"]
+        )
         reference = _reference(merged["reference"])
         references = integer("references", merged["references"], minimum=1, maximum=MAX_REFERENCES)
         if reference is not None and references != 1:
@@ -214,7 +244,8 @@ class JobConfig:
             seed=_int(merged, "seed"),
             priority=_int(merged, "priority"),
             cpus_per_trial=_float(merged, "cpus_per_trial", positive=True),
-            gpus_per_trial=_float(merged, "gpus_per_trial"),
+            gpus_per_trial=_gpus(merged["gpus_per_trial"]),
+            gpu_memory=_gpu_memory(merged["gpu_memory"]),
             concurrency=_int(merged, "concurrency", minimum=1),
             max_attempts=_int(merged, "max_attempts", minimum=1),
             keep_weights=_keep_weights(merged["keep_weights"]),
@@ -226,6 +257,9 @@ class JobConfig:
             val_fraction=number(
                 "val_fraction", merged["val_fraction"], positive=True, below=1 - TEST_FRACTION
             ),
+            early_stop=early_stop,
+            eta=eta,
+            min_epochs=min_epochs,
         )
 
     def _check_limits(self) -> None:
@@ -319,6 +353,24 @@ def _ablate(value: object) -> AblateMode:
     return value
 
 
+def _early_stop(
+    value: object, eta: object, min_epochs: object, epochs: object
+) -> tuple[EarlyStop, int, int]:
+    """The early stopping, resolved (``None``: by the epochs), with its eta and min_epochs."""
+    eta = integer("eta", eta, minimum=2, maximum=INT32.hi)
+    min_epochs = integer("min_epochs", min_epochs, minimum=1, maximum=INT32.hi)
+    if value is None:
+        value = "mo-asha" if isinstance(epochs, int) and epochs >= EARLY_STOP_EPOCHS else "none"
+    if value not in EARLY_STOPS:
+        raise ValueError(f"early_stop {value!r} must be one of {', '.join(EARLY_STOPS)}")
+    if value != "none" and isinstance(epochs, int) and min_epochs >= epochs:
+        raise ValueError(
+            f"min_epochs {min_epochs} must be below epochs {epochs} with early_stop {value} "
+            "(or use --early-stop none)"
+        )
+    return value, eta, min_epochs
+
+
 def _reference(value: object) -> int | None:
     """``None`` for the best front member (``"best"``), else a trial number."""
     if value is None or value == "best":
@@ -326,6 +378,18 @@ def _reference(value: object) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"reference {value!r} must be best or a trial number")
     return integer("reference", value, minimum=0, maximum=INT32.hi)
+
+
+def _gpus(value: object) -> float | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        raise ValueError(f"gpus_per_trial {value!r} must be auto or a number")
+    return number("gpus_per_trial", value)
+
+
+def _gpu_memory(value: object) -> float | None:
+    return None if value is None else number("gpu_memory", value, positive=True)
 
 
 def _shape(shape: tuple[int, int, int]) -> str:

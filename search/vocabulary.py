@@ -20,6 +20,7 @@ __all__ = [
     "ABLATE_MODES",
     "CANDIDATE_STATES",
     "DOWNSAMPLES",
+    "EARLY_STOPS",
     "FINAL_CANDIDATE_STATES",
     "FINAL_STATUSES",
     "JOB_STATUSES",
@@ -34,6 +35,7 @@ __all__ = [
     "AblateMode",
     "CandidateState",
     "Downsample",
+    "EarlyStop",
     "FinalStatus",
     "JobStatus",
     "Metric",
@@ -59,6 +61,8 @@ WorkerStatus = Literal["idle", "busy", "stopped", "lost"]
 Phase = Literal["search", "confirm", "ablate"]
 # which stage choices the ablation varies around its reference
 AblateMode = Literal["none", "downsample", "all"]
+# how a job stops search candidates early: never, or search.halving's rule
+EarlyStop = Literal["none", "mo-asha"]
 # what an effect measured around a reference says
 Verdict = Literal["better", "worse", "no detectable difference", "too few seeds"]
 # the measured and computed numbers of a candidate, in output order
@@ -86,6 +90,7 @@ FINAL_CANDIDATE_STATES: tuple[CandidateState, ...] = ("complete", "pruned", "fai
 METRICS: tuple[Metric, ...] = get_args(Metric)
 PHASES: tuple[Phase, ...] = get_args(Phase)
 ABLATE_MODES: tuple[AblateMode, ...] = get_args(AblateMode)
+EARLY_STOPS: tuple[EarlyStop, ...] = get_args(EarlyStop)
 ABLATE_CHOICES: dict[AblateMode, tuple[StageChoice, ...]] = {
     "none": (),
     "downsample": ("downsample",),

@@ -7,14 +7,17 @@ draws after a restart. :class:`StudySearcher` drives the study by ask/tell itsel
 
 - a trial that raises or yields a non-finite objective is FAIL with its error, and the job goes on;
 - a trial stopped before its last epoch is PRUNED (partial metrics in user attributes), never
-  COMPLETE;
+  COMPLETE; one the early-stopping scheduler stopped (:mod:`workers.scheduler`, which files
+  its decisions where the searcher reads them) has ``stopped_at``, counts toward the search's
+  budget and is never enqueued again;
 - an architecture the space rejects is told FAIL before any training and uses no budget;
 - trials left RUNNING by a dead worker are failed and enqueued again with the same architecture,
   phase, replicate and seed (:meth:`search.study.JobStudy.recover`), and the sampler is seeded
   afresh on each attempt (:func:`search.study.open_study`) so it does not replay earlier draws.
 
 A job runs in phases (:mod:`search.design`): ``search`` asks the sampler until ``trials``
-search trials produced a result (failed and rejected ones are replaced); then ``confirm`` (more
+search trials were evaluated, complete or stopped early (failed and rejected ones are
+replaced); then ``confirm`` (more
 seeds for the front's members, when ``seeds`` > 1) and ``ablate`` (one-choice variants of the
 reference architectures, unless ``ablate`` is ``none``), each planned once it can be: its
 trials are enqueued in the same study with fixed params and their phase, replicate, seed and
@@ -53,13 +56,16 @@ from ray.tune.search import Searcher
 from search.config import JobConfig
 from search.cost import Cost, arch_cost
 from search.design import ablate_plan, confirm_plan, pick_references, replicate_seed
+from search.halving import known_costs
+from search.memory import next_share
 from search.pareto import architecture_means, pareto_front
 from search.query import load_candidates
 from search.space import ArchSpec
 from search.store import OUTAGE, CachedResult, Store, db_errors, retrying
-from search.study import JobStudy, trial_phase
+from search.study import OOM_RETRY_OF, STOPPED_AT, JobStudy, trial_phase
 from search.vocabulary import Phase
 from workers.recorder import Recorder
+from workers.scheduler import Stopped
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +79,7 @@ _RESULT_ATTRS = (
     "val_acc",
     "test_acc",
     "latency_ms",
+    "latency_rel",
     "train_s",
     "trial_s",
     "device",
@@ -122,6 +129,8 @@ ProgressFn = Callable[[Phase, int, int | None, int], None]
 # (architecture, seed[, device type]) -> the training's cache key; the device type defaults
 # to the one the job's trials are meant to run on
 KeyFn = Callable[..., str]
+# architecture -> the share of a GPU a trial training it asks Ray for (0 on the CPU)
+ShareFn = Callable[[ArchSpec], float]
 
 
 @dataclass
@@ -137,6 +146,10 @@ class _Live:
     reference: int | None
     seed: int
     key: str
+    costs: dict[str, float]  # the job's objectives known before training
+    epochs: int
+    share: float = 0.0
+    oom_rerun: bool = False  # a re-run after running out of GPU memory, which gets no other
     epochs_seen: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -149,6 +162,9 @@ class _Live:
             "replicate": self.replicate,
             "reference": self.reference,
             "cache_key": self.key,
+            "costs": self.costs,
+            "epochs": self.epochs,
+            "gpu_share": self.share,
         }
 
 
@@ -156,8 +172,12 @@ class StudySearcher(Searcher):
     """A Tune searcher that asks and tells a job's Optuna study, phase by phase.
 
     Each suggestion is ``{"arch", "seed", "trial_number", "phase", "replicate", "reference",
-    "cache_key"}``; a trial's results are expected to carry ``epoch`` per epoch and ``final``
-    (with the metrics) or ``error`` at the end.
+    "cache_key", "costs", "epochs", "gpu_share"}``; a trial's results are expected to carry
+    ``epoch`` per epoch and ``final`` (with the metrics) or ``error`` at the end, with ``oom``
+    when the error is CUDA running out of memory. Such a trial is told FAIL and run once more,
+    same training, with the next of :data:`search.memory.SHARE_CLASSES` (user attributes
+    ``gpu_share`` and ``oom_retry_of``): neither counts as a failure nor uses budget. A second
+    out-of-memory error, or one with a whole GPU, is a failure.
 
     Args:
         study: The job's study.
@@ -170,8 +190,12 @@ class StudySearcher(Searcher):
         job_id: The job.
         recorder: Writes the rows of cache hits.
         cache_key: The cache key of training an architecture with a seed.
+        gpu_share: The GPU share of a trial training an architecture (a ``ValueError`` rejects
+            it); ``None``: 0, the CPU.
         on_progress: Called with ``(phase, done, total, failed)`` when a phase starts and after
             every finished trial; ``total`` is ``None`` until the phase is planned.
+        stopped: The early-stopping scheduler's decisions
+            (:attr:`workers.scheduler.HalvingScheduler.stopped`), which the searcher takes.
 
     Example:
         >>> searcher = StudySearcher(study=job_study, config=config, num_classes=10,
@@ -194,13 +218,16 @@ class StudySearcher(Searcher):
         job_id: int,
         recorder: Recorder,
         cache_key: KeyFn,
+        gpu_share: ShareFn | None = None,
         on_progress: ProgressFn | None = None,
+        stopped: dict[str, Stopped] | None = None,
     ) -> None:
         super().__init__()
         self.job, self.study, self.config = study, study.study, config
         self.num_classes, self.input_shape = num_classes, input_shape
         self.stop, self.on_progress = stop, on_progress
         self.store, self.job_id, self.recorder, self.cache_key = store, job_id, recorder, cache_key
+        self.gpu_share: ShareFn = gpu_share or (lambda arch: 0.0)
         self.plain = retrying(study.plain)
         self.phases: list[Phase] = ["search"]
         if config.seeds > 1:
@@ -211,8 +238,15 @@ class StudySearcher(Searcher):
         self.live: dict[str, _Live] = {}
         self.pending: list[_Live] = []  # waiting for a trial of the same key to end
         self.ready: list[_Live] = []  # to train, asked before Tune started (settle)
+        self.stopped: dict[str, Stopped] = {} if stopped is None else stopped
         self.done: dict[Phase, int] = dict.fromkeys(self.phases, 0)
-        for trial in retrying(self.study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,)):
+        self.pruned = 0  # search trials stopped early: evaluated, and in the budget
+        for trial in retrying(
+            self.study.get_trials, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        ):
+            if trial.state == TrialState.PRUNED:
+                self.pruned += STOPPED_AT in trial.user_attrs
+                continue
             phase = trial_phase(trial)
             self.done[phase] = self.done.get(phase, 0) + 1
         self.failures: dict[Phase, int] = dict.fromkeys(self.phases, 0)
@@ -240,6 +274,11 @@ class StudySearcher(Searcher):
         return sum(self.done.values())
 
     @property
+    def evaluated(self) -> int:
+        """Search trials that count toward the budget: complete or stopped early."""
+        return self.done["search"] + self.pruned
+
+    @property
     def failed(self) -> int:
         """Trials that failed in this run, in every phase."""
         return sum(self.failures.values())
@@ -248,10 +287,7 @@ class StudySearcher(Searcher):
     def exhausted(self) -> bool:
         """Whether so many search trials failed in this run, the search's budget unmet, that
         the job should give up."""
-        return (
-            self.done["search"] < self.config.trials
-            and self.failures["search"] >= self.max_failures
-        )
+        return self.evaluated < self.config.trials and self.failures["search"] >= self.max_failures
 
     @property
     def finished(self) -> bool:
@@ -282,7 +318,7 @@ class StudySearcher(Searcher):
             phase = self.phases[self._at]
             if phase == "search":
                 busy = sum(t.phase == "search" for t in self._asked())
-                if self.done["search"] + busy >= self.config.trials:
+                if self.evaluated + busy >= self.config.trials:
                     return None  # enough in flight; one may still fail and need replacing
                 handle = self.study
             elif self.waiting > 0:
@@ -330,7 +366,7 @@ class StudySearcher(Searcher):
         phase = self.phases[self._at]
         if self._asked():
             return False
-        if phase == "search" and self.done["search"] < self.config.trials:
+        if phase == "search" and self.evaluated < self.config.trials:
             return False
         if phase != "search" and self.waiting > 0:
             return False
@@ -446,11 +482,19 @@ class StudySearcher(Searcher):
             if any(other.key == live.key for other in self.live.values()):
                 continue
             self.pending.remove(live)
-            hit = retrying(self.store.find_cached, live.key)
+            hit = self._cached(live.key)
             if hit is None:
                 return live
             self._serve(live, hit)
         return None
+
+    def _cached(self, key: str) -> CachedResult | None:
+        """The cache's result for ``key``, unless it lacks ``latency_rel`` (recorded before
+        candidates had one) and the job optimises it."""
+        hit = retrying(self.store.find_cached, key)
+        if hit is not None and hit.latency_rel is None and "latency_rel" in self.config.objectives:
+            return None
+        return hit
 
     def _start(self, trial: optuna.Trial, handle: optuna.Study) -> _Live | None:
         """Prepare an asked trial: ``None`` when it needs no Tune trial now (rejected, served
@@ -468,7 +512,7 @@ class StudySearcher(Searcher):
         if any(other.key == live.key for other in self.live.values()):
             self.pending.append(live)
             return None
-        hit = retrying(self.store.find_cached, live.key)
+        hit = self._cached(live.key)
         if hit is None:
             return live
         self._serve(live, hit)
@@ -506,6 +550,10 @@ class StudySearcher(Searcher):
         kept = attrs.get("seed")
         seed = int(kept) if kept is not None else replicate_seed(self.config.seed, replicate)
         key = self.cache_key(arch, seed)
+        share = self.gpu_share(arch)
+        oom_rerun = attrs.get(OOM_RETRY_OF) is not None
+        if oom_rerun and share > 0:
+            share = max(share, float(attrs["gpu_share"]))
         _set_attrs(
             trial,
             {
@@ -514,6 +562,7 @@ class StudySearcher(Searcher):
                 "seed": seed,
                 "arch_hash": arch.hash(),
                 "cache_key": key,
+                **({"gpu_share": share} if share > 0 else {}),
             },
         )
         reference = attrs.get("reference")
@@ -527,6 +576,10 @@ class StudySearcher(Searcher):
             None if reference is None else int(reference),
             seed,
             key,
+            known_costs(self.config.objectives, cost._asdict()),
+            self.config.train.epochs,
+            share,
+            oom_rerun,
         )
 
     def _serve(self, live: _Live, hit: CachedResult) -> None:
@@ -549,6 +602,7 @@ class StudySearcher(Searcher):
             "val_acc": hit.val_acc,
             "test_acc": hit.test_acc,
             "latency_ms": hit.latency_ms,
+            "latency_rel": hit.latency_rel,
             "train_s": hit.train_s,
             "device": hit.device,
             "epochs_done": hit.epochs_done,
@@ -575,13 +629,18 @@ class StudySearcher(Searcher):
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         live = self.live.pop(trial_id, None)
+        stopped = self.stopped.pop(trial_id, None)
         if live is None:
             return
         if result:
             self.on_trial_result(trial_id, result)
         last = live.last
         if error or last.get("error"):
-            self._fail(live, str(last.get("error") or "the trial process died"))
+            message = str(last.get("error") or "the trial process died")
+            if not (last.get("oom") and self._rerun_bigger(live, message)):
+                self._fail(live, message)
+        elif stopped is not None:
+            self._prune(live, stopped)
         elif not last.get("final"):
             self._interrupted(live)
         else:
@@ -611,6 +670,34 @@ class StudySearcher(Searcher):
         retrying(_set_attrs, live.trial, metrics)
         retrying(live.handle.tell, live.trial, values, skip_if_finished=True)
         self.done[live.phase] += 1
+
+    def _prune(self, live: _Live, stopped: Stopped) -> None:
+        """Tell Optuna PRUNED what early stopping stopped: evaluated, never on a front."""
+        attrs = {
+            STOPPED_AT: stopped.epoch,
+            "val_acc": stopped.val_acc,
+            "epochs_done": stopped.epoch,
+        }
+        retrying(_set_attrs, live.trial, attrs)
+        retrying(live.handle.tell, live.trial, state=TrialState.PRUNED, skip_if_finished=True)
+        self.pruned += 1
+
+    def _rerun_bigger(self, live: _Live, message: str) -> bool:
+        """Fail ``live``, which ran out of GPU memory, and enqueue its training again with the
+        next share class; whether it did (not for a re-run, nor from a whole GPU)."""
+        bigger = next_share(live.share) if live.share > 0 else None
+        if bigger is None or live.oom_rerun:
+            return False
+        retrying(
+            self.job.requeue,
+            live.trial.number,
+            reason=f"out of GPU memory at share {live.share:g}, run again at {bigger:g}: {message}",
+            marker=OOM_RETRY_OF,
+            extra={"gpu_share": bigger},
+        )
+        if live.phase != "search":
+            self.waiting += 1  # the search's sampler handle takes it up by itself
+        return True
 
     def _fail(self, live: _Live, message: str) -> None:
         retrying(live.trial.set_user_attr, "error", message)
@@ -646,7 +733,8 @@ class StudySearcher(Searcher):
 
     def _progress(self, phase: Phase) -> None:
         if self.on_progress:
-            self.on_progress(phase, self.done[phase], self.totals[phase], self.failures[phase])
+            done = self.evaluated if phase == "search" else self.done[phase]
+            self.on_progress(phase, done, self.totals[phase], self.failures[phase])
 
 
 def _training(trial: FrozenTrial) -> tuple[str, int]:
@@ -659,5 +747,9 @@ def _trainings(n: int) -> str:
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    # each attribute is a transaction of its own: one the trial holds already (a planned or
+    # re-run trial's phase, replicate, seed) is not written again
+    held = trial.user_attrs
     for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+        if key not in held or type(held[key]) is not type(value) or held[key] != value:
+            trial.set_user_attr(key, value)

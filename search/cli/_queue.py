@@ -100,7 +100,8 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
     """Show one job: status, progress, attempts, lease and last error.
 
     Each phase's progress counts its complete candidates, those the cache served included, of
-    its planned total ("?" until the worker planned it); "results" tells the candidates
+    its planned total ("?" until the worker planned it); the search's counts those early
+    stopping stopped too, which use their share of --trials. "results" tells the candidates
     trained from those the cache served.
     """
     with database(db) as url, Store.open(url, read_only=True) as store:
@@ -117,7 +118,8 @@ def status(job_id: int, db: str | None, as_json: bool) -> None:
         "status": job.status
         + (" (cancel requested)" if job.cancel_requested and job.status == "running" else ""),
         "study": job.study_name,
-        "trials": f"{job.trials_done}/{job.trials_total} complete",
+        "trials": f"{job.trials_done}/{job.trials_total} "
+        + (f"evaluated ({job.stopped} stopped early)" if job.stopped else "complete"),
         "phases": ", ".join(_progress(job, p.name) for p in job.phases),
         "results": f"{job.trained} trained, {job.cached} from the cache",
         "dataset": cfg.dataset,

@@ -162,7 +162,9 @@ def run(
             else:
                 click.echo(
                     f"job {job.id} {job.status}: {job.trials_done}/{job.trials_total} search "
-                    f"trials complete, {job.trained} trained, {job.cached} from the cache"
+                    "trials "
+                    + (f"evaluated ({job.stopped} stopped early)" if job.stopped else "complete")
+                    + f", {job.trained} trained, {job.cached} from the cache"
                     + (f" ({job.error})" if job.error else "")
                 )
                 if not front.rows.empty:
