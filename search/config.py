@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from search._checks import INT32, SEEDS, Bounds, boolean, integer, number
 from search.artifacts import KEEP_WEIGHTS, KeepWeights
@@ -83,7 +83,10 @@ class JobConfig:
     (``"best"`` in the mapping forms) takes the ``references`` front members with the best mean
     ``val_acc``, a trial number that trial's architecture. ``cache`` looks results up in the
     results of earlier jobs; ``val_fraction`` is the share of each class held out for
-    validation where the dataset has no split of its own.
+    validation where the dataset has no split of its own. ``gpus_per_trial`` ``"auto"`` gives
+    each trial the share of a GPU its memory estimate needs (:mod:`search.memory`), of GPUs of
+    ``gpu_memory`` GiB (``None``: detected, :func:`workers.runner.device_memory`); where no
+    GPU is found it means 0.
 
     ``early_stop`` ``"mo-asha"`` stops search candidates at their rungs (``min_epochs *
     eta**k`` epochs) unless they rank in the best ``1/eta`` (:mod:`search.halving`); left out
@@ -112,11 +115,12 @@ class JobConfig:
     space: SpaceConfig
     data_dir: str | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    sampler: str = "nsga2"
+    sampler: str = "tpe"
     seed: int = 0
     priority: int = 0
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | Literal["auto"] = 0.0
+    gpu_memory: float | None = None
     concurrency: int = 2
     max_attempts: int = 3
     keep_weights: KeepWeights = "front"
@@ -240,7 +244,8 @@ class JobConfig:
             seed=_int(merged, "seed"),
             priority=_int(merged, "priority"),
             cpus_per_trial=_float(merged, "cpus_per_trial", positive=True),
-            gpus_per_trial=_float(merged, "gpus_per_trial"),
+            gpus_per_trial=_gpus(merged["gpus_per_trial"]),
+            gpu_memory=_gpu_memory(merged["gpu_memory"]),
             concurrency=_int(merged, "concurrency", minimum=1),
             max_attempts=_int(merged, "max_attempts", minimum=1),
             keep_weights=_keep_weights(merged["keep_weights"]),
@@ -373,6 +378,18 @@ def _reference(value: object) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"reference {value!r} must be best or a trial number")
     return integer("reference", value, minimum=0, maximum=INT32.hi)
+
+
+def _gpus(value: object) -> float | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        raise ValueError(f"gpus_per_trial {value!r} must be auto or a number")
+    return number("gpus_per_trial", value)
+
+
+def _gpu_memory(value: object) -> float | None:
+    return None if value is None else number("gpu_memory", value, positive=True)
 
 
 def _shape(shape: tuple[int, int, int]) -> str:

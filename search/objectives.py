@@ -2,6 +2,11 @@
 
 ``test_acc`` is measured and stored for every candidate but is never an objective: choosing
 architectures on the test split would leak it into the search.
+
+``latency_rel`` is ``latency_ms`` divided by the latency of :data:`LATENCY_REFERENCE` measured
+by the same process on the same device, input shape, batch, precision and memory format
+(:func:`workers.train.reference_latency_ms`), so that latencies measured on a cluster of mixed
+devices compare; ``latency_ms`` stays the raw figure of the device named on the candidate.
 """
 
 from __future__ import annotations
@@ -9,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["DEFAULT_OBJECTIVES", "OBJECTIVES", "Direction", "direction", "validate_objectives"]
+from search.space import ArchSpec, StageSpec
+
+__all__ = [
+    "DEFAULT_OBJECTIVES",
+    "LATENCY_REFERENCE",
+    "OBJECTIVES",
+    "Direction",
+    "direction",
+    "validate_objectives",
+]
 
 Direction = Literal["maximize", "minimize"]
 
@@ -19,10 +33,15 @@ OBJECTIVES: dict[str, Direction] = {
     "params": "minimize",
     "activation_bytes": "minimize",
     "latency_ms": "minimize",
+    "latency_rel": "minimize",
     "train_s": "minimize",
 }
 
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("val_acc", "flops")
+
+# the fixed network latency_rel divides by: one plain stage of 32 channels, which fits every
+# input a space can have (a stage needs 2x2), with a 10-class head
+LATENCY_REFERENCE = ArchSpec(stages=(StageSpec(downsample="max", kernel=3, skip="none", width=32),))
 
 
 def direction(name: str) -> Direction:

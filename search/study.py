@@ -11,9 +11,9 @@ opened on beside it and goes through that, never through ``study._storage`` or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -29,32 +29,137 @@ if TYPE_CHECKING:
 __all__ = [
     "KEPT_ON_RETRY",
     "LOST",
+    "OOM_RETRY_OF",
+    "REDRAWS",
     "RETRY_OF",
     "SAMPLERS",
+    "SAMPLER_HELP",
     "STOPPED_AT",
+    "DistinctTPESampler",
     "JobStudy",
+    "SamplerFactory",
     "end_open_trials",
     "make_sampler",
+    "nsga2_population",
     "open_study",
     "record_trial_end",
+    "tpe_startup",
     "trial_phase",
 ]
 
-SamplerFactory = Callable[[int, dict[str, list[Any]]], optuna.samplers.BaseSampler]
 
-# name -> factory(seed, grid): the one list of sampler names that config validation, the CLI
-# help and the runner read
+class SamplerFactory(Protocol):
+    """Builds a sampler from the attempt's seed, the space's choices and the search budget."""
+
+    def __call__(
+        self, *, seed: int, grid: dict[str, list[Any]], trials: int
+    ) -> optuna.samplers.BaseSampler: ...
+
+
+def nsga2_population(trials: int) -> int:
+    """NSGA-II's population for a search of ``trials`` candidates: half the budget (at least
+    4, at most Optuna's 50), so that a small search breeds a second generation instead of
+    drawing one random population.
+
+    Example:
+        >>> nsga2_population(16), nsga2_population(6), nsga2_population(1000)
+        (8, 4, 50)
+    """
+    return max(_MIN_POPULATION, min(_MAX_POPULATION, trials // 2))
+
+
+def tpe_startup(trials: int) -> int:
+    """TPE's random start for a search of ``trials`` candidates: a quarter of the budget (at
+    least 3, at most Optuna's 10); after it every proposal is fitted to the results so far.
+
+    Example:
+        >>> tpe_startup(16), tpe_startup(8), tpe_startup(1000)
+        (4, 3, 10)
+    """
+    return max(_MIN_STARTUP, min(_MAX_STARTUP, trials // 4))
+
+
+def _nsga2(*, seed: int, grid: dict[str, list[Any]], trials: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(trials))
+
+
+class DistinctTPESampler(optuna.samplers.TPESampler):
+    """TPE that proposes no architecture the study already holds, where it can.
+
+    Fitted to a few results, TPE proposes the best architecture so far again, which the
+    result cache then serves for nothing but a used candidate. A proposal equal to another
+    trial's parameters is drawn again, up to :data:`REDRAWS` times (then kept: the space may
+    hold nothing else). Only the fitted proposals are checked: the random start repeats one
+    only as often as random search does.
+
+    Example:
+        >>> sampler = DistinctTPESampler(seed=0, n_startup_trials=3, multivariate=True)
+    """
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        params = super().sample_relative(study, trial, search_space)
+        if not params:
+            return params
+        names = sorted(params)
+        held = {
+            tuple(t.params.get(n) for n in names)
+            for t in study.get_trials(deepcopy=False)
+            if t.number != trial.number
+        }
+        for _ in range(REDRAWS):
+            if tuple(params[n] for n in names) not in held:
+                break
+            params = super().sample_relative(study, trial, search_space)
+        return params
+
+
+def _tpe(*, seed: int, grid: dict[str, list[Any]], trials: int) -> optuna.samplers.BaseSampler:
+    # multivariate: the choices of a network act together; the constant liar counts the
+    # trials still training as bad, so concurrent trials are not asked the same architecture
+    return DistinctTPESampler(
+        seed=seed, n_startup_trials=tpe_startup(trials), multivariate=True, constant_liar=True
+    )
+
+
+def _random(*, seed: int, grid: dict[str, list[Any]], trials: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _grid(*, seed: int, grid: dict[str, list[Any]], trials: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+# name -> factory: the one list of sampler names that config validation, the CLI help and
+# the runner read; SAMPLER_HELP says what each does at small budgets
 SAMPLERS: dict[str, SamplerFactory] = {
-    "nsga2": lambda seed, grid: optuna.samplers.NSGAIISampler(seed=seed),
-    "tpe": lambda seed, grid: optuna.samplers.TPESampler(seed=seed),
-    "random": lambda seed, grid: optuna.samplers.RandomSampler(seed=seed),
-    "grid": lambda seed, grid: optuna.samplers.GridSampler(grid, seed=seed),
+    "nsga2": _nsga2,
+    "tpe": _tpe,
+    "random": _random,
+    "grid": _grid,
 }
+SAMPLER_HELP: dict[str, str] = {
+    "nsga2": "generations of half the budget (4 to 50), the first random "
+    "(at 16 candidates no better than random)",
+    "tpe": "random for a quarter of the budget (3 to 10), then fitted to the results so far, "
+    "never an architecture twice where it can",
+    "random": "independent draws",
+    "grid": "the space's points in random order, none twice",
+}
+REDRAWS = 10  # draws of a fitted TPE proposal before a repeated architecture is kept
+_MIN_POPULATION, _MAX_POPULATION = 4, 50
+_MIN_STARTUP, _MAX_STARTUP = 3, 10
 
 RETRY_OF = "retry_of"  # user attribute of a trial enqueued again: the number it re-runs
+# the same, for a trial run again with a bigger GPU share after running out of GPU memory
+OOM_RETRY_OF = "oom_retry_of"
 # what a trial run again keeps of its original's user attributes: the same training, in the
-# same phase
-KEPT_ON_RETRY = ("phase", "replicate", "reference", "seed", "arch_hash")
+# same phase (and an out-of-memory re-run its raised share, and that it is one)
+KEPT_ON_RETRY = ("phase", "replicate", "reference", "seed", "arch_hash", OOM_RETRY_OF, "gpu_share")
 LOST = "worker lost while the trial ran"
 # user attribute of a search trial early stopping stopped (PRUNED): the epoch it stopped at
 STOPPED_AT = "stopped_at"
@@ -64,13 +169,14 @@ _CANCELLED = "job cancelled"
 
 
 def make_sampler(
-    name: str, *, seed: int, space_grid: dict[str, list[Any]]
+    name: str, *, seed: int, space_grid: dict[str, list[Any]], trials: int
 ) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler called ``name`` (one of :data:`SAMPLERS`).
+    """The Optuna sampler called ``name`` (one of :data:`SAMPLERS`), sized for a search of
+    ``trials`` candidates.
 
     Example:
-        >>> type(make_sampler("tpe", seed=0, space_grid={})).__name__
-        'TPESampler'
+        >>> type(make_sampler("nsga2", seed=0, space_grid={}, trials=16)).__name__
+        'NSGAIISampler'
     """
     try:
         factory = SAMPLERS[name]
@@ -78,7 +184,7 @@ def make_sampler(
         raise ValueError(
             f"unknown sampler {name!r} (expected one of {', '.join(SAMPLERS)})"
         ) from None
-    return factory(seed, space_grid)
+    return factory(seed=seed, grid=space_grid, trials=trials)
 
 
 @dataclass(frozen=True)
@@ -133,25 +239,33 @@ class JobStudy:
         if isinstance(sampler, optuna.samplers.NSGAIISampler):
             sampler.get_trial_generation(self.study, self.frozen_trial(trial.number))
 
-    def requeue(self, number: int, *, reason: str) -> None:
+    def requeue(
+        self,
+        number: int,
+        *,
+        reason: str,
+        marker: str = RETRY_OF,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         """Fail trial ``number`` with ``reason`` if still RUNNING; enqueue its architecture again.
 
         Reads the trial afresh, so a retry after a dropped connection neither fails it twice nor
-        enqueues it twice. The new trial carries ``retry_of`` and what the old trial had of
+        enqueues it twice. The new trial carries ``marker`` (``retry_of``, or
+        :data:`OOM_RETRY_OF`) set to ``number``, what the old trial had of
         :data:`KEPT_ON_RETRY` (its phase, replicate, reference, seed and architecture's hash;
-        a search trial killed before it was seeded has none).
+        a search trial killed before it was seeded has none) and ``extra``.
         """
         trials = self.study.get_trials(deepcopy=False)
         trial = trials[number]
         if trial.state == TrialState.RUNNING:
             self._fail(number, reason)
-        if all(t.user_attrs.get(RETRY_OF) != number for t in trials):
-            attrs: dict[str, Any] = {RETRY_OF: number}
-            attrs.update(
-                (key, trial.user_attrs[key])
+        if all(t.user_attrs.get(marker) != number for t in trials):
+            attrs: dict[str, Any] = {
+                key: trial.user_attrs[key]
                 for key in KEPT_ON_RETRY
                 if trial.user_attrs.get(key) is not None
-            )
+            }
+            attrs.update({**(extra or {}), marker: number})
             # an enqueued trial killed before it was sampled has its params only as fixed ones
             params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
             self.study.enqueue_trial(params, user_attrs=attrs)
@@ -253,7 +367,7 @@ def open_study(*, storage: optuna.storages.BaseStorage, name: str, config: JobCo
         >>> job = open_study(storage=optuna.storages.InMemoryStorage(), name="job-1",
         ...                  config=config)
         >>> [d.name for d in job.study.directions], type(job.study.sampler).__name__
-        (['MAXIMIZE', 'MINIMIZE'], 'NSGAIISampler')
+        (['MAXIMIZE', 'MINIMIZE'], 'DistinctTPESampler')
     """
     study = optuna.create_study(
         study_name=name,
@@ -264,6 +378,7 @@ def open_study(*, storage: optuna.storages.BaseStorage, name: str, config: JobCo
             config.sampler,
             seed=_attempt_seed(config.seed, storage, name),
             space_grid=config.space.distributions(),
+            trials=config.trials,
         ),
     )
     return JobStudy(study=study, storage=storage, study_id=storage.get_study_id_from_name(name))

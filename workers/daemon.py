@@ -38,7 +38,7 @@ from search.store import (
 )
 from search.study import end_open_trials
 from search.vocabulary import Phase
-from workers.ray_session import ray_session
+from workers.ray_session import RayUnavailableError, check_address, ray_session
 from workers.runner import JobOutcome, Outcome, run_job
 from workers.searcher import ProgressFn, StopRequest
 
@@ -104,8 +104,12 @@ class Worker:
         ``job_id`` restricts the worker to that one job (what ``poolstride run`` uses).
         Every database call of the loop (registering, polling, heartbeats, a job's start and
         end) waits out an outage of up to :data:`search.store.RETRY_S` seconds. Returns the
-        outcome of each job it ran.
+        outcome of each job it ran. A cluster at ``ray_address`` that does not answer (at the
+        start, or when a job starts Ray) raises :class:`~workers.ray_session.RayUnavailableError`,
+        the job handed back unharmed.
         """
+        if ray_address:
+            check_address(ray_address)  # before claiming: a wrong address fails no job
         outcomes: list[tuple[int, JobOutcome]] = []
         retrying(self.store.register_worker, self.id, lease_seconds=self.lease_s)
         previous = self._take_signals()
@@ -203,6 +207,14 @@ class Worker:
             if isinstance(exc, DatabaseUnavailableError):
                 raise
             raise DatabaseUnavailableError(db_error_line(exc)) from exc
+        except RayUnavailableError as exc:
+            # the cluster went away, not the job's fault: hand it back, and stop (every job
+            # claimed next would be handed back too)
+            log.error("job %s: %s", job.id, exc)
+            stop.set("error")
+            beat.join()
+            self._end(self.store.release_job, job.id)
+            raise
         except Exception as exc:
             log.exception("job %s failed on this worker", job.id)
             stop.set("error")

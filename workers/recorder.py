@@ -259,6 +259,7 @@ class Recorder(tune.Callback):
                 replicate=int(config["replicate"]),
                 reference=config["reference"],
                 cache_key=config["cache_key"],
+                gpu_share=config["gpu_share"] or None,  # NULL on the CPU
             )
             row = self._rows[trial.trial_id] = _Row(candidate_id, number)
         return row

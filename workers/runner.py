@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from ray import tune
 
 from search.cache import cache_key, device_type_for, resolve_settings, settings_hash
 from search.config import JobConfig
+from search.memory import estimate_memory, resident_dataset_bytes, share_class
 from search.space import ArchSpec, max_stages
 from search.store import Store, retrying
 from search.study import STOPPED_AT, open_study, trial_phase
@@ -43,9 +45,15 @@ from workers.scheduler import HalvingScheduler, rungs_from_store
 from workers.searcher import ProgressFn, StopRequest, StudySearcher
 from workers.train import TrainResult, train
 
-__all__ = ["JobOutcome", "Outcome", "run_job"]
+__all__ = ["GPU_MEMORY_RESOURCE", "JobOutcome", "Outcome", "device_memory", "run_job"]
 
 TrainFn = Callable[..., TrainResult]
+
+log = logging.getLogger(__name__)
+
+# the Ray custom resource by which a node declares the memory of each of its GPUs, in GiB:
+# ray start ... --num-gpus 4 --resources '{"gpu_memory_gib": 80}'
+GPU_MEMORY_RESOURCE = "gpu_memory_gib"
 
 
 Outcome = Literal["succeeded", "failed", "cancelled", "interrupted", "requeued"]
@@ -90,7 +98,9 @@ def run_job(
     called when there is training to do (a worker starts Ray only then). ``on_progress`` gets
     each phase's ``(phase, done, total, failed)``. The job succeeds when its search met the
     budget and every planned trial ended (a planned trial that failed is counted in
-    ``failed``, not retried). Returns the outcome; the caller (the worker daemon) writes it to
+    ``failed``, not retried). With ``gpus_per_trial`` ``auto`` and no ``gpu_memory``,
+    ``start_ray`` is called first of all, to read the GPU memory the nodes declare
+    (:func:`device_memory`). Returns the outcome; the caller (the worker daemon) writes it to
     the job row.
 
     Example:
@@ -139,9 +149,10 @@ def run_job(
         job_id,
         requeue=lambda t: trial_phase(t) != "search" or not met,
     )
+    gpu_share, gpus = _gpu_shares(config, dataset, start_ray)
     # what the trials run and the cache keys hash: "auto" decided for the trials' device type
     # (a trial that finds no CUDA where a GPU share promised one says so, and its key follows)
-    device_type = device_type_for(config.train, gpus_per_trial=config.gpus_per_trial)
+    device_type = device_type_for(config.train, gpus_per_trial=gpus)
     fingerprint = dataset.fingerprint()
     digests = {
         kind: settings_hash(resolve_settings(config.train, device_type=kind))
@@ -190,6 +201,7 @@ def run_job(
             settings_hash=digests[kind],
             seed=seed,
         ),
+        gpu_share=gpu_share,
         on_progress=on_progress,
         stopped=None if scheduler is None else scheduler.stopped,
     )
@@ -209,7 +221,10 @@ def run_job(
             device_type=device_type,
             keep_weights=recorder.keeps_weights,
         ),
-        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+        # each trial's own share: auto's differ by the candidate
+        lambda trial: tune.PlacementGroupFactory(
+            [{"CPU": config.cpus_per_trial, "GPU": trial["gpu_share"]}]
+        ),
     )
     tune_dir = tempfile.mkdtemp(prefix="ps-tune-")
     try:
@@ -252,6 +267,76 @@ def run_job(
     )
 
 
+def device_memory(config: JobConfig, *, start_ray: Callable[[], None] | None = None) -> int | None:
+    """Bytes of memory of each GPU the job's trials may run on, for ``gpus_per_trial`` ``auto``;
+    ``None`` where no GPU is found.
+
+    The first of: the job's ``gpu_memory`` (GiB); the smallest :data:`GPU_MEMORY_RESOURCE`
+    (GiB per GPU) that a live Ray node with GPUs declares (Ray is started for it with
+    ``start_ray``, if given, and only read if running); the total memory of this process's CUDA
+    device 0. What a node declares wins over what the driver sees, since the trials run on the
+    nodes; the driver's device stands in on a single machine.
+
+    Example:
+        >>> device_memory(JobConfig.from_mapping({"trials": 1, "epochs": 1,
+        ...                                       "gpus_per_trial": "auto", "gpu_memory": 16}))
+        17179869184
+    """
+    if config.gpu_memory is not None:
+        return int(config.gpu_memory * 2**30)
+    if start_ray is not None:
+        start_ray()
+    if ray.is_initialized():
+        declared = [
+            node["Resources"][GPU_MEMORY_RESOURCE]
+            for node in ray.nodes()
+            if node["Alive"]
+            and node["Resources"].get("GPU", 0) > 0
+            and GPU_MEMORY_RESOURCE in node["Resources"]
+        ]
+        if declared:
+            return int(min(declared) * 2**30)
+    if torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    return None
+
+
+def _gpu_shares(
+    config: JobConfig, dataset: Dataset, start_ray: Callable[[], None] | None
+) -> tuple[Callable[[ArchSpec], float], float]:
+    """The GPU share of each trial, by the architecture it trains, and the share that decides
+    the trials' device type: the job's, or for ``auto`` the memory estimate's class
+    (:mod:`search.memory`) of the GPUs found (0 with none)."""
+    if config.gpus_per_trial != "auto":
+        fixed = config.gpus_per_trial
+        return lambda arch: fixed, fixed
+    if device_type_for(config.train, gpus_per_trial=1.0) != "cuda":
+        return lambda arch: 0.0, 0.0  # the job trains on the CPU whatever the machine has
+    memory = device_memory(config, start_ray=start_ray)
+    if memory is None:
+        log.info("gpus_per_trial auto: no GPU found, the trials train on the CPU")
+        return lambda arch: 0.0, 0.0
+    cuda = resolve_settings(config.train, device_type="cuda")
+    resident = resident_dataset_bytes(
+        train_images=len(dataset.x_train),
+        val_images=len(dataset.x_val),
+        input_shape=dataset.input_shape,
+    )
+
+    def share(arch: ArchSpec) -> float:
+        estimate = estimate_memory(
+            arch,
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            batch_size=min(cuda.batch_size, len(dataset.x_train)),
+            precision="bf16" if cuda.bf16 else "fp32",
+            dataset_bytes=resident,
+        )
+        return share_class(estimate.total, memory)
+
+    return share, 1.0
+
+
 def _trainable(
     config: dict[str, Any],
     *,
@@ -288,7 +373,9 @@ def _trainable(
             keep_weights=keep_weights,
         )
     except Exception as exc:  # reported, so the searcher can tell Optuna FAIL with the reason
-        tune.report({"error": f"{type(exc).__name__}: {exc}"})
+        # out of GPU memory: the searcher runs it again with a bigger share
+        oom = isinstance(exc, torch.cuda.OutOfMemoryError)
+        tune.report({"error": f"{type(exc).__name__}: {exc}", "oom": oom})
         return
     ctx = ray.get_runtime_context()
     tune.report(
@@ -297,6 +384,7 @@ def _trainable(
             "val_acc": result.val_acc,
             "test_acc": result.test_acc,
             "latency_ms": result.latency_ms,
+            "latency_rel": result.latency_rel,
             "train_s": result.train_s,
             "device": result.device,
             "epochs_done": result.epochs_done,

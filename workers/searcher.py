@@ -57,11 +57,12 @@ from search.config import JobConfig
 from search.cost import Cost, arch_cost
 from search.design import ablate_plan, confirm_plan, pick_references, replicate_seed
 from search.halving import known_costs
+from search.memory import next_share
 from search.pareto import architecture_means, pareto_front
 from search.query import load_candidates
 from search.space import ArchSpec
 from search.store import OUTAGE, CachedResult, Store, db_errors, retrying
-from search.study import STOPPED_AT, JobStudy, trial_phase
+from search.study import OOM_RETRY_OF, STOPPED_AT, JobStudy, trial_phase
 from search.vocabulary import Phase
 from workers.recorder import Recorder
 from workers.scheduler import Stopped
@@ -78,6 +79,7 @@ _RESULT_ATTRS = (
     "val_acc",
     "test_acc",
     "latency_ms",
+    "latency_rel",
     "train_s",
     "trial_s",
     "device",
@@ -127,6 +129,8 @@ ProgressFn = Callable[[Phase, int, int | None, int], None]
 # (architecture, seed[, device type]) -> the training's cache key; the device type defaults
 # to the one the job's trials are meant to run on
 KeyFn = Callable[..., str]
+# architecture -> the share of a GPU a trial training it asks Ray for (0 on the CPU)
+ShareFn = Callable[[ArchSpec], float]
 
 
 @dataclass
@@ -144,6 +148,8 @@ class _Live:
     key: str
     costs: dict[str, float]  # the job's objectives known before training
     epochs: int
+    share: float = 0.0
+    oom_rerun: bool = False  # a re-run after running out of GPU memory, which gets no other
     epochs_seen: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -158,6 +164,7 @@ class _Live:
             "cache_key": self.key,
             "costs": self.costs,
             "epochs": self.epochs,
+            "gpu_share": self.share,
         }
 
 
@@ -165,8 +172,12 @@ class StudySearcher(Searcher):
     """A Tune searcher that asks and tells a job's Optuna study, phase by phase.
 
     Each suggestion is ``{"arch", "seed", "trial_number", "phase", "replicate", "reference",
-    "cache_key", "costs", "epochs"}``; a trial's results are expected to carry ``epoch`` per
-    epoch and ``final`` (with the metrics) or ``error`` at the end.
+    "cache_key", "costs", "epochs", "gpu_share"}``; a trial's results are expected to carry
+    ``epoch`` per epoch and ``final`` (with the metrics) or ``error`` at the end, with ``oom``
+    when the error is CUDA running out of memory. Such a trial is told FAIL and run once more,
+    same training, with the next of :data:`search.memory.SHARE_CLASSES` (user attributes
+    ``gpu_share`` and ``oom_retry_of``): neither counts as a failure nor uses budget. A second
+    out-of-memory error, or one with a whole GPU, is a failure.
 
     Args:
         study: The job's study.
@@ -179,6 +190,8 @@ class StudySearcher(Searcher):
         job_id: The job.
         recorder: Writes the rows of cache hits.
         cache_key: The cache key of training an architecture with a seed.
+        gpu_share: The GPU share of a trial training an architecture (a ``ValueError`` rejects
+            it); ``None``: 0, the CPU.
         on_progress: Called with ``(phase, done, total, failed)`` when a phase starts and after
             every finished trial; ``total`` is ``None`` until the phase is planned.
         stopped: The early-stopping scheduler's decisions
@@ -205,6 +218,7 @@ class StudySearcher(Searcher):
         job_id: int,
         recorder: Recorder,
         cache_key: KeyFn,
+        gpu_share: ShareFn | None = None,
         on_progress: ProgressFn | None = None,
         stopped: dict[str, Stopped] | None = None,
     ) -> None:
@@ -213,6 +227,7 @@ class StudySearcher(Searcher):
         self.num_classes, self.input_shape = num_classes, input_shape
         self.stop, self.on_progress = stop, on_progress
         self.store, self.job_id, self.recorder, self.cache_key = store, job_id, recorder, cache_key
+        self.gpu_share: ShareFn = gpu_share or (lambda arch: 0.0)
         self.plain = retrying(study.plain)
         self.phases: list[Phase] = ["search"]
         if config.seeds > 1:
@@ -467,11 +482,19 @@ class StudySearcher(Searcher):
             if any(other.key == live.key for other in self.live.values()):
                 continue
             self.pending.remove(live)
-            hit = retrying(self.store.find_cached, live.key)
+            hit = self._cached(live.key)
             if hit is None:
                 return live
             self._serve(live, hit)
         return None
+
+    def _cached(self, key: str) -> CachedResult | None:
+        """The cache's result for ``key``, unless it lacks ``latency_rel`` (recorded before
+        candidates had one) and the job optimises it."""
+        hit = retrying(self.store.find_cached, key)
+        if hit is not None and hit.latency_rel is None and "latency_rel" in self.config.objectives:
+            return None
+        return hit
 
     def _start(self, trial: optuna.Trial, handle: optuna.Study) -> _Live | None:
         """Prepare an asked trial: ``None`` when it needs no Tune trial now (rejected, served
@@ -489,7 +512,7 @@ class StudySearcher(Searcher):
         if any(other.key == live.key for other in self.live.values()):
             self.pending.append(live)
             return None
-        hit = retrying(self.store.find_cached, live.key)
+        hit = self._cached(live.key)
         if hit is None:
             return live
         self._serve(live, hit)
@@ -527,6 +550,10 @@ class StudySearcher(Searcher):
         kept = attrs.get("seed")
         seed = int(kept) if kept is not None else replicate_seed(self.config.seed, replicate)
         key = self.cache_key(arch, seed)
+        share = self.gpu_share(arch)
+        oom_rerun = attrs.get(OOM_RETRY_OF) is not None
+        if oom_rerun and share > 0:
+            share = max(share, float(attrs["gpu_share"]))
         _set_attrs(
             trial,
             {
@@ -535,6 +562,7 @@ class StudySearcher(Searcher):
                 "seed": seed,
                 "arch_hash": arch.hash(),
                 "cache_key": key,
+                **({"gpu_share": share} if share > 0 else {}),
             },
         )
         reference = attrs.get("reference")
@@ -550,6 +578,8 @@ class StudySearcher(Searcher):
             key,
             known_costs(self.config.objectives, cost._asdict()),
             self.config.train.epochs,
+            share,
+            oom_rerun,
         )
 
     def _serve(self, live: _Live, hit: CachedResult) -> None:
@@ -572,6 +602,7 @@ class StudySearcher(Searcher):
             "val_acc": hit.val_acc,
             "test_acc": hit.test_acc,
             "latency_ms": hit.latency_ms,
+            "latency_rel": hit.latency_rel,
             "train_s": hit.train_s,
             "device": hit.device,
             "epochs_done": hit.epochs_done,
@@ -605,7 +636,9 @@ class StudySearcher(Searcher):
             self.on_trial_result(trial_id, result)
         last = live.last
         if error or last.get("error"):
-            self._fail(live, str(last.get("error") or "the trial process died"))
+            message = str(last.get("error") or "the trial process died")
+            if not (last.get("oom") and self._rerun_bigger(live, message)):
+                self._fail(live, message)
         elif stopped is not None:
             self._prune(live, stopped)
         elif not last.get("final"):
@@ -648,6 +681,23 @@ class StudySearcher(Searcher):
         retrying(_set_attrs, live.trial, attrs)
         retrying(live.handle.tell, live.trial, state=TrialState.PRUNED, skip_if_finished=True)
         self.pruned += 1
+
+    def _rerun_bigger(self, live: _Live, message: str) -> bool:
+        """Fail ``live``, which ran out of GPU memory, and enqueue its training again with the
+        next share class; whether it did (not for a re-run, nor from a whole GPU)."""
+        bigger = next_share(live.share) if live.share > 0 else None
+        if bigger is None or live.oom_rerun:
+            return False
+        retrying(
+            self.job.requeue,
+            live.trial.number,
+            reason=f"out of GPU memory at share {live.share:g}, run again at {bigger:g}: {message}",
+            marker=OOM_RETRY_OF,
+            extra={"gpu_share": bigger},
+        )
+        if live.phase != "search":
+            self.waiting += 1  # the search's sampler handle takes it up by itself
+        return True
 
     def _fail(self, live: _Live, message: str) -> None:
         retrying(live.trial.set_user_attr, "error", message)
@@ -697,5 +747,9 @@ def _trainings(n: int) -> str:
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    # each attribute is a transaction of its own: one the trial holds already (a planned or
+    # re-run trial's phase, replicate, seed) is not written again
+    held = trial.user_attrs
     for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+        if key not in held or type(held[key]) is not type(value) or held[key] != value:
+            trial.set_user_attr(key, value)

@@ -14,6 +14,7 @@ Imports torch, ``workers.model`` and the settings object :class:`search.training
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import time
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search.objectives import LATENCY_REFERENCE
 from search.training import SCHEDULES, TrainConfig
 from workers.model import build_model
 
@@ -39,6 +41,7 @@ __all__ = [
     "augment_batch",
     "build_optimizer",
     "evaluate",
+    "reference_latency_ms",
     "resolve_device",
     "train",
 ]
@@ -55,7 +58,9 @@ class TrainResult:
     ``train_s`` counts the training steps of all epochs done (not evaluation), and
     ``images_per_s`` is the images trained on divided by it. ``latency_ms`` is inference time per
     image at a batch of ``latency_batch``, in the training precision and memory format.
-    ``peak_mem_bytes`` is the peak CUDA memory allocated during the run on CUDA, and the
+    ``latency_rel`` is ``latency_ms`` over the reference network's, measured alike on the same
+    device (:func:`reference_latency_ms`). ``peak_mem_bytes`` is the peak CUDA memory allocated
+    during the run on CUDA, and the
     process's peak resident memory on CPU. ``device`` is the CUDA device name or ``"cpu"``.
     ``weights`` is the trained state dict (CPU tensors) as ``torch.save`` bytes, when asked for.
     """
@@ -72,6 +77,7 @@ class TrainResult:
     epochs_done: int
     images_per_s: float
     precision: str
+    latency_rel: float | None = None
     weights: bytes | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,6 +352,13 @@ def train(
     latency_ms = _latency_ms(
         model, (config.latency_batch, *dataset.input_shape), device, bf16, channels_last
     )
+    reference_ms = reference_latency_ms(
+        device,
+        input_shape=dataset.input_shape,
+        batch=config.latency_batch,
+        bf16=bf16,
+        channels_last=channels_last,
+    )
     return TrainResult(
         val_acc_per_epoch=tuple(val_accs),
         train_loss_per_epoch=tuple(losses),
@@ -353,6 +366,7 @@ def train(
         test_acc=test_acc,
         train_s=train_s,
         latency_ms=latency_ms,
+        latency_rel=latency_ms / reference_ms,
         latency_batch=config.latency_batch,
         peak_mem_bytes=_peak_memory(device),
         device=torch.cuda.get_device_name(device) if cuda else "cpu",
@@ -409,6 +423,36 @@ def _latency_ms(
             for _ in range(reps):
                 model(x)
     return elapsed() * 1000 / reps / shape[0]
+
+
+@functools.cache
+def reference_latency_ms(
+    device: torch.device,
+    *,
+    input_shape: tuple[int, int, int],
+    batch: int,
+    bf16: bool,
+    channels_last: bool,
+) -> float:
+    """Milliseconds of inference per image of :data:`search.objectives.LATENCY_REFERENCE` on
+    ``device``, measured as a candidate's ``latency_ms`` is: the divisor of ``latency_rel``.
+
+    Measured once per process for each set of arguments (a trial process trains many
+    candidates): the cost of one latency measurement, once.
+
+    Example:
+        >>> ms = reference_latency_ms(torch.device("cpu"), input_shape=(1, 8, 8), batch=4,
+        ...                           bf16=False, channels_last=False)
+        >>> ms > 0
+        True
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the weights do not change the time, but keep them the same
+        model = build_model(LATENCY_REFERENCE, in_channels=input_shape[0], num_classes=10)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return _latency_ms(model, (batch, *input_shape), device, bf16, channels_last)
 
 
 def _peak_memory(device: torch.device) -> int:

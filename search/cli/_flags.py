@@ -18,7 +18,7 @@ from search.config import EARLY_STOP_EPOCHS, JobConfig
 from search.datasets import DATASETS, DEFAULT_DATASET
 from search.objectives import OBJECTIVES
 from search.space import SpaceConfig, load_toml
-from search.study import SAMPLERS
+from search.study import SAMPLER_HELP, SAMPLERS
 from search.training import TrainConfig
 from search.vocabulary import ABLATE_MODES, EARLY_STOPS
 
@@ -123,7 +123,9 @@ job_options = stack(
         help=f"Comma-separated, of {', '.join(OBJECTIVES)} (default {_default('objectives')}).",
     ),
     click.option(
-        "--sampler", help=f"One of {', '.join(SAMPLERS)} (default {_default('sampler')})."
+        "--sampler",
+        help="; ".join(f"{name}: {SAMPLER_HELP[name]}" for name in SAMPLERS)
+        + f" (default {_default('sampler')}).",
     ),
     click.option(
         "--seed", type=int, help=f"Sampler and training seed (default {_default('seed')})."
@@ -138,8 +140,18 @@ job_options = stack(
     ),
     click.option(
         "--gpus-per-trial",
+        metavar="auto|F",
+        callback=lambda ctx, param, value: _gpu_share(value),
+        help="GPU share per trial; auto: the share of one GPU the candidate's memory estimate "
+        "needs, of 1/8, 1/4, 1/2 or 1, and 0 where no GPU is found "
+        f"(default {_default('gpus_per_trial')}).",
+    ),
+    click.option(
+        "--gpu-memory",
         type=float,
-        help=f"GPU share per trial (default {_default('gpus_per_trial')}).",
+        metavar="GiB",
+        help="Memory of each GPU, for --gpus-per-trial auto (default: the smallest "
+        "gpu_memory_gib resource the Ray nodes declare, else the worker's CUDA device 0).",
     ),
     click.option(
         "--concurrency", type=int, help=f"Trials at once (default {_default('concurrency')})."
@@ -327,6 +339,15 @@ def space_mapping_from_flags(
             table[key.strip()] = _csv(values)
         data["overrides"] = table
     return data
+
+
+def _gpu_share(text: str | None) -> float | str | None:
+    if text is None or text.strip() == "auto":
+        return None if text is None else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not auto or a number") from None
 
 
 def _scalar(text: str) -> int | str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -22,6 +23,7 @@ from search.cli._common import (
     count,
     database,
     db_option,
+    die,
     emit_json,
     fail,
     json_option,
@@ -34,12 +36,15 @@ from search.store import DEFAULT_LEASE_S, Store, display_url
 
 __all__ = ["run", "worker"]
 
+T = TypeVar("T")
+
 
 _worker_options = stack(
     click.option(
         "--ray-address",
         metavar="ADDR",
-        help="Join this Ray cluster (default: start a private local instance).",
+        help="Join the Ray cluster whose head listens at ADDR (HOST:PORT), with the auth setting "
+        "of $RAY_AUTH_MODE and $RAY_AUTH_TOKEN (default: start a private local instance).",
     ),
     click.option(
         "--lease-s",
@@ -98,7 +103,7 @@ def worker(
             on_progress=_log_progress,
         )
         click.echo(f"worker {runner.id} on {display_url(url)}", err=True)
-        outcomes = runner.run(once=once, drain=drain, ray_address=ray_address)
+        outcomes = _on_ray(runner.run, once=once, drain=drain, ray_address=ray_address)
     if not outcomes:
         click.echo("no queued job", err=True)
     for job_id, outcome in outcomes:
@@ -142,9 +147,8 @@ def run(
         from workers.daemon import Worker
 
         with _PhaseBars() as bars:
-            Worker(url, lease_s=lease_s, on_progress=bars.update).run(
-                job_id=job.id, ray_address=ray_address
-            )
+            worker = Worker(url, lease_s=lease_s, on_progress=bars.update)
+            _on_ray(worker.run, job_id=job.id, ray_address=ray_address)
         with Store.open(url, read_only=True) as store:
             job = store.get_job(job.id)
             front = load_front(store, job.id)
@@ -170,6 +174,16 @@ def run(
                     echo_verdicts(store, job)
     if job.status != "succeeded":
         sys.exit(EXIT_FAILURE)
+
+
+def _on_ray(work: Callable[..., T], **kwargs: Any) -> T:
+    """``work(**kwargs)``, a Ray cluster that does not answer ending the command in one line."""
+    from workers.ray_session import RayUnavailableError
+
+    try:
+        return work(**kwargs)
+    except RayUnavailableError as exc:
+        die(str(exc))
 
 
 def _quiet_libraries() -> None:

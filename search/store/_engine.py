@@ -196,9 +196,17 @@ def optuna_storage(url: str, **kwargs: Any) -> RDBStorage:
 
     url = normalize_url(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if _parse(url).get_backend_name() == "sqlite":
+    sqlite = _parse(url).get_backend_name() == "sqlite"
+    if sqlite:
         engine_kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
-    return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    if sqlite:
+        # Optuna commits every attribute, parameter and state on its own; with SQLite's
+        # default synchronous=FULL each commit waits for a disk flush, which made the driver's
+        # share of a trial seconds long on a busy disk
+        event.listen(storage.engine, "connect", _sqlite_wal_normal)
+        storage.engine.dispose()  # the connections Optuna's schema check opened lack it
+    return storage
 
 
 def db_now(session: Session) -> datetime:
@@ -265,6 +273,17 @@ def _sqlite_connect(
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     return connect
+
+
+def _sqlite_wal_normal(dbapi_connection: SQLiteConnection, _record: ConnectionPoolEntry) -> None:
+    # synchronous=NORMAL as poolstride's own writers use (durable enough under WAL: a crash of
+    # the process loses nothing); a file in another journal mode keeps SQLite's default
+    cursor = dbapi_connection.cursor()
+    try:
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -23,7 +23,7 @@ def test_defaults_and_exact_round_trip_through_json() -> None:
     assert (cfg.dataset, cfg.name, cfg.sampler, cfg.objectives) == (
         "mnist5k",
         "mnist5k",
-        "nsga2",
+        "tpe",
         ("val_acc", "flops"),
     )
     assert (cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.concurrency, cfg.max_attempts) == (
@@ -112,7 +112,7 @@ def test_a_stored_config_loads_and_is_written_back_flat_and_unchanged() -> None:
         epochs=3, batch_size=64, lr=0.1, label_smoothing=0.0, augment=True
     )
     # the keys of the later phases and the cache read as a single plain search, cache on
-    assert cfg.to_dict() == {**STORED, **PHASE_DEFAULTS, **EARLY_STOP_DEFAULTS}
+    assert cfg.to_dict() == {**STORED, **PHASE_DEFAULTS, **EARLY_STOP_DEFAULTS, "gpu_memory": None}
     assert (cfg.seeds, cfg.ablate, cfg.reference, cfg.cache) == (1, "none", None, True)
     # an older one without the later training keys gets today's defaults
     old = {k: v for k, v in STORED.items() if k not in ("augment", "label_smoothing")}
@@ -286,3 +286,20 @@ def test_early_stop_defaults_by_the_epochs_and_checks_its_values() -> None:
             JobConfig.from_mapping({"trials": 2, "epochs": 4, **bad})
     # no rung to stop at is no error when nothing stops
     assert JobConfig.from_mapping({"trials": 2, "epochs": 1, "min_epochs": 3}).min_epochs == 3
+
+
+def test_gpus_per_trial_auto_and_the_gpu_memory_round_trip() -> None:
+    cfg = JobConfig.from_mapping(
+        {"trials": 1, "epochs": 1, "gpus_per_trial": "auto", "gpu_memory": 80}
+    )
+    assert (cfg.gpus_per_trial, cfg.gpu_memory) == ("auto", 80.0)
+    assert JobConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    plain = JobConfig.from_mapping({"trials": 1, "epochs": 1, "gpus_per_trial": 0.25})
+    assert (plain.gpus_per_trial, plain.gpu_memory) == (0.25, None)
+    for bad, message in (
+        ({"gpus_per_trial": "most"}, "gpus_per_trial 'most' must be auto or a number"),
+        ({"gpus_per_trial": -1}, "gpus_per_trial -1 must be at least 0"),
+        ({"gpu_memory": 0}, "gpu_memory 0 must be positive"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            JobConfig.from_mapping({"trials": 1, "epochs": 1, **bad})

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search.config import JobConfig
 from search.cost import Cost
 from search.space import ArchSpec
 from search.store import Store, optuna_storage
-from search.study import LOST, RETRY_OF, end_open_trials, open_study, trial_phase
+from search.study import (
+    LOST,
+    RETRY_OF,
+    SAMPLER_HELP,
+    SAMPLERS,
+    end_open_trials,
+    make_sampler,
+    nsga2_population,
+    open_study,
+    tpe_startup,
+    trial_phase,
+)
 
 ARCH = ArchSpec.from_dict({"stages": [{"downsample": "max", "kernel": 3, "skip": "none"}]})
 COST = Cost(params=10, flops=100, activation_bytes=1000, receptive_field=9)
@@ -216,3 +230,85 @@ def test_a_planned_trial_run_again_keeps_its_phase_replicate_reference_and_seed(
     assert retry.system_attrs["fixed_params"] == params
     assert trial_phase(retry) == "ablate"
     store.close()
+
+
+def _search(config: JobConfig, value: Callable[[ArchSpec], float]) -> list[ArchSpec]:
+    """The architectures a search with ``config`` proposes, one at a time, each told
+    ``value`` as its val_acc (its FLOPs a constant) before the next is asked."""
+    job = open_study(storage=optuna.storages.InMemoryStorage(), name="s", config=config)
+    archs = []
+    for _ in range(config.trials):
+        trial = job.study.ask()
+        job.assign_generation(trial)
+        arch = config.space.sample(trial)
+        job.study.tell(trial, [value(arch), 100.0])
+        archs.append(arch)
+    return archs
+
+
+def _kernels_3(arch: ArchSpec) -> float:
+    return sum(s.kernel == 3 for s in arch.stages) / len(arch.stages)
+
+
+def _kernels_7(arch: ArchSpec) -> float:
+    return sum(s.kernel == 7 for s in arch.stages) / len(arch.stages)
+
+
+DIGITS = {"dataset": "digits", "trials": 16, "epochs": 1, "seed": 4}
+
+
+def test_the_default_sampler_learns_from_the_results_after_its_random_start() -> None:
+    config = JobConfig.from_mapping(DIGITS)
+    start = tpe_startup(config.trials)
+    small, large = _search(config, _kernels_3), _search(config, _kernels_7)
+    drawn = _search(JobConfig.from_mapping({**DIGITS, "sampler": "random"}), _kernels_3)
+    # the random start is random search's own draws, whatever the results
+    assert small[:start] == large[:start] == drawn[:start]
+    # then every proposal follows the results: told that 3x3 kernels pay, it proposes more of
+    # them than random search did, and more than when told that 7x7 ones do
+    assert all(a != b for a, b in zip(small[start:], large[start:], strict=True))
+    assert sum(map(_kernels_3, small[start:])) > sum(map(_kernels_3, drawn[start:]))
+    assert sum(map(_kernels_3, small[start:])) > sum(map(_kernels_3, large[start:]))
+    assert sum(map(_kernels_7, large[start:])) > sum(map(_kernels_7, small[start:]))
+
+
+def test_the_default_sampler_proposes_no_architecture_twice_while_others_remain() -> None:
+    # told that the nearer an architecture is to one of them the better, plain TPE (the same
+    # settings) proposes one architecture twice in this search
+    config = JobConfig.from_mapping({**DIGITS, "seed": 0})
+    first = _search(config, lambda arch: 0.0)[0].params()
+
+    def near(arch: ArchSpec) -> float:
+        return sum(v == first[k] for k, v in arch.params().items()) / len(first)
+
+    assert len(set(_search(config, near))) == config.trials
+    # a space of two architectures: the third proposal must repeat one, and does
+    space = {"stages": 1, "downsample": ["max"], "kernel": [3], "skip": ["none", "proj"]}
+    tiny = JobConfig.from_mapping({**DIGITS, "trials": 4, "space": space})
+    assert len(set(_search(tiny, _kernels_3))) == 2
+
+
+def test_samplers_are_sized_from_the_budget() -> None:
+    assert [tpe_startup(n) for n in (1, 8, 16, 40, 1000)] == [3, 3, 4, 10, 10]
+    assert [nsga2_population(n) for n in (1, 8, 16, 100, 1000)] == [4, 4, 8, 50, 50]
+    # a 16-candidate NSGA-II search breeds its second generation from the first 8 results
+    config = JobConfig.from_mapping({**DIGITS, "sampler": "nsga2"})
+    job = open_study(storage=optuna.storages.InMemoryStorage(), name="g", config=config)
+    sampler = job.study.sampler
+    assert isinstance(sampler, optuna.samplers.NSGAIISampler)
+    generations = []
+    for _ in range(config.trials):
+        trial = job.study.ask()
+        job.assign_generation(trial)
+        generations.append(sampler.get_trial_generation(job.study, job.frozen_trial(trial.number)))
+        job.study.tell(trial, [_kernels_3(config.space.sample(trial)), 100.0])
+    assert generations == [0] * 8 + [1] * 8
+
+
+def test_an_unknown_sampler_is_refused_with_one_line_naming_the_known_ones() -> None:
+    expected = "unknown sampler 'cmaes' (expected one of nsga2, tpe, random, grid)"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        make_sampler("cmaes", seed=0, space_grid={}, trials=4)
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        JobConfig.from_mapping({**DIGITS, "sampler": "cmaes"})
+    assert set(SAMPLER_HELP) == set(SAMPLERS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -48,3 +49,16 @@ def test_optuna_cli_and_api_on_the_upgraded_database(
         assert store.get_job(job.id).study_name == job.study_name
     counts = row_counts(db_url)
     assert (counts["ps_jobs"], counts["studies"], counts["trials"]) == (1, 1, 2)
+
+
+def test_optuna_commits_wait_for_no_disk_flush_under_wal(tmp_path: Path) -> None:
+    # synchronous: 1 is NORMAL, 2 (SQLite's default) FULL, a flush per commit
+    wal = f"sqlite:///{tmp_path}/wal.db"
+    Store.open(wal, create=True).close()  # poolstride's schema puts the file in WAL
+    plain = tmp_path / "plain.db"
+    sqlite3.connect(plain).close()
+    for url, expected in ((wal, 1), (f"sqlite:///{plain}", 2)):
+        storage = optuna_storage(url)
+        with storage.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == expected, url
+        storage.engine.dispose()

@@ -500,6 +500,7 @@ def test_a_trial_optuna_still_runs_is_left_open_until_optuna_ends_it(
             "replicate": 0,
             "reference": None,
             "cache_key": "k",
+            "gpu_share": 0.0,
         },
         trial_id="t0",
         stub=True,
