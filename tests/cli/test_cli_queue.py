@@ -142,7 +142,7 @@ BAD_SUBMITS = {
     "unknown objective": (
         ("--objectives", "val_acc,test_acc"),
         "unknown objective 'test_acc' (test_acc is reported, never optimised) (expected one of "
-        "val_acc, flops, params, activation_bytes, latency_ms, train_s)",
+        "val_acc, flops, params, activation_bytes, latency_ms, latency_rel, train_s)",
     ),
     "space too deep": (
         ("--stages", "4"),

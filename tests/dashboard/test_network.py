@@ -43,6 +43,7 @@ ROW = {
     "train_s": 0.25,
     "activation_bytes": 10344,
     "receptive_field": 13,
+    "latency_rel": None,
 }
 DIGITS = (1, 8, 8)
 
