@@ -269,33 +269,38 @@ def run_job(
 
 def device_memory(config: JobConfig, *, start_ray: Callable[[], None] | None = None) -> int | None:
     """Bytes of memory of each GPU the job's trials may run on, for ``gpus_per_trial`` ``auto``;
-    ``None`` where no GPU is found.
+    ``None`` where the trials have no GPU to run on.
 
-    The first of: the job's ``gpu_memory`` (GiB); the smallest :data:`GPU_MEMORY_RESOURCE`
-    (GiB per GPU) that a live Ray node with GPUs declares (Ray is started for it with
-    ``start_ray``, if given, and only read if running); the total memory of this process's CUDA
-    device 0. What a node declares wins over what the driver sees, since the trials run on the
-    nodes; the driver's device stands in on a single machine.
+    Whether there is a GPU: the Ray cluster's GPUs (Ray is started for it with ``start_ray``,
+    if given, and only read if running), else this process's CUDA devices (Tune starts a Ray of
+    this machine). How big it is: the job's ``gpu_memory`` (GiB); else the smallest
+    :data:`GPU_MEMORY_RESOURCE` (GiB per GPU) that a live Ray node with GPUs declares; else the
+    total memory of this process's CUDA device 0. What a node declares wins over what the
+    driver sees, since the trials run on the nodes; the driver's device stands in on a single
+    machine. ``gpu_memory`` never conjures a GPU: a share of one that no node has would leave
+    every trial waiting for ever.
 
     Example:
-        >>> device_memory(JobConfig.from_mapping({"trials": 1, "epochs": 1,
-        ...                                       "gpus_per_trial": "auto", "gpu_memory": 16}))
-        17179869184
+        >>> with ray_session(num_cpus=1, num_gpus=0):  # doctest: +SKIP
+        ...     device_memory(JobConfig.from_mapping({"trials": 1, "epochs": 1,
+        ...                                           "gpus_per_trial": "auto", "gpu_memory": 16}))
+        >>> # None: no GPU in the cluster, whatever gpu_memory says
     """
-    if config.gpu_memory is not None:
-        return int(config.gpu_memory * 2**30)
     if start_ray is not None:
         start_ray()
+    with_gpus: list[dict[str, float]] = []
     if ray.is_initialized():
-        declared = [
-            node["Resources"][GPU_MEMORY_RESOURCE]
-            for node in ray.nodes()
-            if node["Alive"]
-            and node["Resources"].get("GPU", 0) > 0
-            and GPU_MEMORY_RESOURCE in node["Resources"]
-        ]
-        if declared:
-            return int(min(declared) * 2**30)
+        alive = (n["Resources"] for n in ray.nodes() if n["Alive"])
+        with_gpus = [r for r in alive if r.get("GPU", 0) > 0]
+        if not with_gpus:
+            return None
+    elif not torch.cuda.is_available():
+        return None
+    if config.gpu_memory is not None:
+        return int(config.gpu_memory * 2**30)
+    declared = [r[GPU_MEMORY_RESOURCE] for r in with_gpus if GPU_MEMORY_RESOURCE in r]
+    if declared:
+        return int(min(declared) * 2**30)
     if torch.cuda.is_available():
         return int(torch.cuda.get_device_properties(0).total_memory)
     return None

@@ -482,18 +482,21 @@ class StudySearcher(Searcher):
             if any(other.key == live.key for other in self.live.values()):
                 continue
             self.pending.remove(live)
-            hit = self._cached(live.key)
+            hit = self._cached(live)
             if hit is None:
                 return live
             self._serve(live, hit)
         return None
 
-    def _cached(self, key: str) -> CachedResult | None:
-        """The cache's result for ``key``, unless it lacks ``latency_rel`` (recorded before
-        candidates had one) and the job optimises it."""
-        hit = retrying(self.store.find_cached, key)
+    def _cached(self, live: _Live) -> CachedResult | None:
+        """The cache's result for ``live``'s key, unless it lacks ``latency_rel`` (recorded
+        before candidates had one) and the job optimises it; else, for a search trial, the
+        same training stopped early in this job (a repeat would meet the same rungs)."""
+        hit = retrying(self.store.find_cached, live.key)
         if hit is not None and hit.latency_rel is None and "latency_rel" in self.config.objectives:
-            return None
+            hit = None
+        if hit is None and live.phase == "search" and self.config.early_stop != "none":
+            hit = retrying(self.store.find_stopped, live.key, job_id=self.job_id)
         return hit
 
     def _start(self, trial: optuna.Trial, handle: optuna.Study) -> _Live | None:
@@ -512,7 +515,7 @@ class StudySearcher(Searcher):
         if any(other.key == live.key for other in self.live.values()):
             self.pending.append(live)
             return None
-        hit = self._cached(live.key)
+        hit = self._cached(live)
         if hit is None:
             return live
         self._serve(live, hit)
@@ -598,17 +601,23 @@ class StudySearcher(Searcher):
             cache_key=live.key,
             source=hit,
         )
-        metrics = {
-            "val_acc": hit.val_acc,
-            "test_acc": hit.test_acc,
-            "latency_ms": hit.latency_ms,
-            "latency_rel": hit.latency_rel,
-            "train_s": hit.train_s,
-            "device": hit.device,
-            "epochs_done": hit.epochs_done,
-            "cached_from": hit.candidate_id,
-        }
-        self._tell_complete(live, metrics)
+        if hit.stopped_at is not None:
+            # the same training, stopped early: pruned again, in the budget, without training
+            self._prune(
+                live, Stopped(hit.stopped_at, float(hit.val_acc)), cached_from=hit.candidate_id
+            )
+        else:
+            metrics = {
+                "val_acc": hit.val_acc,
+                "test_acc": hit.test_acc,
+                "latency_ms": hit.latency_ms,
+                "latency_rel": hit.latency_rel,
+                "train_s": hit.train_s,
+                "device": hit.device,
+                "epochs_done": hit.epochs_done,
+                "cached_from": hit.candidate_id,
+            }
+            self._tell_complete(live, metrics)
         retrying(
             self.recorder.end_cached,
             candidate_id=candidate_id,
@@ -671,13 +680,16 @@ class StudySearcher(Searcher):
         retrying(live.handle.tell, live.trial, values, skip_if_finished=True)
         self.done[live.phase] += 1
 
-    def _prune(self, live: _Live, stopped: Stopped) -> None:
-        """Tell Optuna PRUNED what early stopping stopped: evaluated, never on a front."""
-        attrs = {
+    def _prune(self, live: _Live, stopped: Stopped, *, cached_from: int | None = None) -> None:
+        """Tell Optuna PRUNED what early stopping stopped (or, ``cached_from``, the repeat of a
+        training it stopped): evaluated, never on a front."""
+        attrs: dict[str, Any] = {
             STOPPED_AT: stopped.epoch,
             "val_acc": stopped.val_acc,
             "epochs_done": stopped.epoch,
         }
+        if cached_from is not None:
+            attrs["cached_from"] = cached_from
         retrying(_set_attrs, live.trial, attrs)
         retrying(live.handle.tell, live.trial, state=TrialState.PRUNED, skip_if_finished=True)
         self.pruned += 1

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Engine,
     and_,
     bindparam,
@@ -735,6 +736,30 @@ class Store:
             >>> hit.candidate_id, hit.val_acc  # doctest: +SKIP
             (12, 0.934)
         """
+        return self._find_result(
+            Candidate.cache_key == cache_key,
+            Candidate.state == "complete",
+            Candidate.epochs_done == Candidate.epochs_total,
+        )
+
+    def find_stopped(self, cache_key: str, *, job_id: int) -> CachedResult | None:
+        """The training with ``cache_key`` that early stopping stopped in job ``job_id`` (its
+        ``stopped_at`` set), trained itself; ``None`` if there is none. A search that proposes
+        it again learns nothing new by training it: its rungs would see the same curve. Only
+        within the job: another job's rungs held other candidates.
+
+        Example:
+            >>> store.find_stopped(key, job_id=3).stopped_at  # doctest: +SKIP
+            1
+        """
+        return self._find_result(
+            Candidate.cache_key == cache_key,
+            Candidate.job_id == job_id,
+            Candidate.state == "pruned",
+            Candidate.stopped_at.is_not(None),
+        )
+
+    def _find_result(self, *where: ColumnElement[bool]) -> CachedResult | None:
         query = (
             select(
                 Candidate.id.label("candidate_id"),
@@ -747,13 +772,9 @@ class Store:
                 Candidate.device,
                 Candidate.epochs_done,
                 Candidate.latency_rel,
+                Candidate.stopped_at,
             )
-            .where(
-                Candidate.cache_key == cache_key,
-                Candidate.state == "complete",
-                Candidate.epochs_done == Candidate.epochs_total,
-                Candidate.cached_from.is_(None),
-            )
+            .where(*where, Candidate.cached_from.is_(None))
             .order_by(Candidate.id)
             .limit(1)
         )

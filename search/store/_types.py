@@ -203,3 +203,4 @@ class CachedResult:
     device: str | None
     epochs_done: int
     latency_rel: float | None = None
+    stopped_at: int | None = None  # a training early stopping stopped (Store.find_stopped)

@@ -278,3 +278,18 @@ def test_a_cache_source_outlives_no_copy_of_it(store: Store) -> None:
     with store.session() as s:
         s.execute(text("DELETE FROM ps_jobs"))
     assert store.list_jobs() == []
+
+
+def test_a_training_stopped_early_is_found_for_its_own_job_only(store: Store) -> None:
+    job, other = _job(store), _job(store)
+    assert store.find_stopped(KEY, job_id=job) is None
+    _trial(store, job, 0, state="pruned", epochs=1, cache_key=KEY)  # a cancel: no stopped_at
+    stopped = _trial(store, job, 1, state=None, epochs=1, val_acc=0.4, cache_key=KEY)
+    store.finish_candidate(candidate_id=stopped, state="pruned", stopped_at=1)
+    _trial(store, job, 2, state="pruned", epochs=1, cache_key=KEY, cached_from=stopped)
+    hit = store.find_stopped(KEY, job_id=job)
+    assert hit is not None
+    assert (hit.candidate_id, hit.stopped_at, hit.epochs_done, hit.val_acc) == (stopped, 1, 1, 0.4)
+    assert store.find_stopped(KEY, job_id=other) is None
+    # never a result to complete a training with
+    assert store.find_cached(KEY) is None

@@ -220,3 +220,40 @@ def test_a_resumed_job_rebuilds_its_rungs_from_the_epoch_rows_counting_a_re_run_
     # a new training is a third record
     result(5, archs[2], 1, 0.3, seed=9)
     assert len(rungs.records(1)) == 3
+
+
+def test_a_repeat_of_a_stopped_training_is_pruned_again_without_training(
+    ray_instance, tmp_path: Path
+) -> None:
+    # two architectures in the space, five candidates: the random sampler repeats them
+    space = {"stages": 1, "widths": [4], "downsample": ["max", "avg"], "kernel": [3]}
+    config = small_config(
+        trials=5, epochs=4, eta=2, concurrency=1, space={**space, "skip": ["none"]}
+    )
+    drawn = _drawn(config, 5)
+    first, second = drawn[0], next(a for a in drawn if a != drawn[0])
+    assert sum(a == second for a in drawn) >= 2, "the draws repeat the one that stops"
+    # equal FLOPs (pooling counts none): the second, less accurate, is dominated at rung 1
+    curves = {first.hash(): (0.8, 0.85, 0.9, 0.95), second.hash(): (0.3, 0.35, 0.4, 0.45)}
+
+    def train_fn(*args: Any, **kw: Any) -> TrainResult:
+        return _curve_train(*args, curves=curves, **kw)
+
+    store, job, outcome, study = submit_and_run(
+        f"sqlite:///{tmp_path / 'ps.db'}", config, train_fn=train_fn
+    )
+    assert outcome.status == "succeeded", outcome.error
+    rows = store.list_candidates(job.id)
+    # each architecture trained once; every repeat was served, the stopped one's as pruned
+    trained = [r for r in rows if r.cached_from is None]
+    assert sorted(r.arch_hash for r in trained) == sorted([first.hash(), second.hash()])
+    [stopped] = [r for r in trained if r.arch_hash == second.hash()]
+    assert (stopped.state, stopped.stopped_at) == ("pruned", 1)
+    for row in rows:
+        if row.arch_hash == second.hash():
+            assert (row.state, row.stopped_at, row.val_acc) == ("pruned", 1, 0.3)
+            assert row.cached_from in (None, stopped.id)
+        else:
+            assert row.state == "complete"
+    assert len(rows) == 5 and store.get_job(job.id).trials_done == 5
+    assert all(t.state != TrialState.COMPLETE for t in study.trials if STOPPED_AT in t.user_attrs)

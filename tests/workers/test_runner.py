@@ -38,7 +38,7 @@ from workers.daemon import Worker
 from workers.data import load_dataset
 from workers.ray_session import ray_session
 from workers.recorder import Recorder
-from workers.runner import run_job
+from workers.runner import device_memory, run_job
 from workers.searcher import StopRequest
 from workers.train import TrainConfig, TrainResult, train
 
@@ -567,3 +567,13 @@ def test_a_resumed_job_whose_budget_is_met_keeps_only_the_fronts_weights(
     # the begun trial is failed, and not queued again: the budget needs it no more
     assert [t.state for t in after[4:]] == [TrialState.FAIL]
     assert after[extra.number].state == TrialState.FAIL
+
+
+def test_auto_trains_on_the_cpu_of_a_cluster_without_gpus_whatever_gpu_memory_says(
+    ray_instance: None,
+) -> None:
+    # a share of a GPU that no node has would leave every trial pending for ever
+    config = JobConfig.from_mapping(
+        {"trials": 1, "epochs": 1, "gpus_per_trial": "auto", "gpu_memory": 80}
+    )
+    assert device_memory(config) is None
