@@ -23,7 +23,7 @@ every job. Last lines::
 The default sampler is ``random``: the first two jobs then evaluate exactly the same
 candidates, so (a) measures only what stopping loses.
 
-    .venv/bin/python bench/fidelity.py [--trials 12] [--epochs 9] [--quick]
+    .venv/bin/python bench/fidelity.py [--trials 24] [--epochs 9] [--quick]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Run(NamedTuple):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--eta", type=int, default=3)
     parser.add_argument("--min-epochs", type=int, default=1)
