@@ -10,4 +10,6 @@ bash scripts/browser.sh
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/mypy
-exec .venv/bin/pytest "$@"
+# two processes: the Ray and training tests in one, one after another, the rest beside them
+# (tests/conftest.py groups them)
+exec .venv/bin/pytest -n 2 --dist loadgroup "$@"

@@ -106,7 +106,10 @@ class RayCluster:
         self.root = Path(tempfile.mkdtemp(prefix="ps-raycl-", dir="/tmp"))  # short: socket paths
         token = secrets.token_hex(16)
         self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-        self.address = f"127.0.0.1:{_free_port()}"
+        # every port the cluster is given, all distinct: a port free now is free until its
+        # process binds it, and the kernel may hand the same one out again before then
+        self._ports: set[int] = set()
+        self.address = f"127.0.0.1:{_free_port(self._ports)}"
         self.nodes: list[RayNode] = []
 
     @classmethod
@@ -169,13 +172,16 @@ class RayCluster:
 
     def close(self) -> None:
         """Kill every node and whatever its processes left, then remove the root."""
+        mark = f"RAY_TMPDIR={self.root}".encode()
+        if Path("/proc").is_dir():
+            # first, while the raylets live: their agents, which lack the mark, are found as
+            # their children; once a raylet is killed they are nobody's
+            reap(mark, patience_s=15)
         for node in self.nodes:
             if node.alive():
                 # one node that will not die must not leave the others running
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.kill(node)
-        if Path("/proc").is_dir():
-            reap(f"RAY_TMPDIR={self.root}".encode(), patience_s=15)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _environ(self) -> dict[str, str]:
@@ -191,7 +197,7 @@ class RayCluster:
     def _start(self, name: str, args: list[str], *, num_cpus: int, num_gpus: int) -> RayNode:
         temp_dir = self.root / name
         temp_dir.mkdir()
-        ports = [arg for flag in _PORT_FLAGS for arg in (flag, str(_free_port()))]
+        ports = [arg for flag in _PORT_FLAGS for arg in (flag, str(_free_port(self._ports)))]
         log = self.root / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
@@ -225,11 +231,15 @@ class RayCluster:
         return node
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def _free_port(taken: set[int]) -> int:
+    """A port free now and not in ``taken``, which it joins."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
 
 
 if __name__ == "__main__":  # a quick look by hand: python tests/_raycluster.py

@@ -156,3 +156,18 @@ def pg_cluster() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``scripts/test.sh`` runs two processes, ``--dist loadgroup``): the
+    tests that start Ray or train share one process, one after another, as they always ran;
+    every other file goes whole to whichever process is free, beside them. Two Ray runs at
+    once on two cores would make the lease and timeout tests race the clock."""
+    root = Path(str(config.rootpath))
+    for item in items:
+        path = Path(str(item.path))
+        heavy = item.get_closest_marker("slow") is not None or path.is_relative_to(
+            root / "tests" / "workers"
+        )
+        group = "ray" if heavy else str(path.relative_to(root))
+        item.add_marker(pytest.mark.xdist_group(group))
