@@ -54,7 +54,6 @@ def cluster():
 
 
 def test_trials_receive_the_fractional_gpu_share_across_nodes(cluster, tmp_path):
-    url = f"sqlite:///{tmp_path / 'ps.db'}"
     config = JobConfig.from_mapping(
         {
             "dataset": "digits",
@@ -68,22 +67,9 @@ def test_trials_receive_the_fractional_gpu_share_across_nodes(cluster, tmp_path)
             "space": {"stages": 2, "widths": [4, 8]},
         }
     )
-    store = Store.open(url, create=True)
-    job = store.submit(config)
-    assert store.claim("w", lease_seconds=600) is not None
-    with ray_session():  # joins the cluster the fixture connected to
-        outcome = run_job(
-            store=store,
-            job_id=job.id,
-            config=config,
-            study_name=job.study_name,
-            attempt=1,
-            worker_id="w",
-            storage=optuna_storage(url),
-            dataset=load_dataset("digits"),
-        )
+    # ray_session joins the cluster the fixture connected to
+    store, job_id, outcome, trials = _run(tmp_path, config)
     assert outcome.status == "succeeded"
-    trials = optuna.load_study(study_name=job.study_name, storage=optuna_storage(url)).trials
     assert len(trials) == 4
     for t in trials:
         assert t.user_attrs["ray_resources"] == {"CPU": 0.5, "GPU": 0.5}
@@ -99,9 +85,9 @@ def test_trials_receive_the_fractional_gpu_share_across_nodes(cluster, tmp_path)
             cache_key(
                 arch_hash=c.arch_hash, data_fingerprint=data, settings_hash=digest, seed=c.seed
             )
-            for c in store.list_candidates(job.id)
+            for c in store.list_candidates(job_id)
         }
-        assert (keys == {c.cache_key for c in store.list_candidates(job.id)}) is expected
+        assert (keys == {c.cache_key for c in store.list_candidates(job_id)}) is expected
 
 
 def _run(tmp_path: Any, config: JobConfig, **kw: Any) -> tuple[Store, int, JobOutcome, list[Any]]:
